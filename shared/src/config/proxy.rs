@@ -1,0 +1,53 @@
+//! The `proxy:` section, read by causeway-proxy.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigDuration;
+
+/// Which kernel facility load-balances remote services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyBackend {
+    /// IPVS when the kernel has it, nftables otherwise.
+    Auto,
+    Ipvs,
+    Nftables,
+}
+
+/// Settings of the service proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Interface that carries the remote service IPs as aliases.
+    pub interface: String,
+    pub backend: ProxyBackend,
+    /// `/metrics`, `/healthz`, `/readyz`, `/ipvs`.
+    pub metrics_listen: SocketAddr,
+    /// Minimum time between two syncs.
+    pub min_sync_interval: ConfigDuration,
+    /// A full resync happens at least this often.
+    pub full_resync_interval: ConfigDuration,
+    /// How long a remote cluster whose API is unreachable keeps its rules (0: forever).
+    pub stale_rules_expiry: ConfigDuration,
+    /// How long a terminating endpoint is kept at weight 0 while connections drain.
+    pub graceful_termination_period: ConfigDuration,
+    /// Name of our nftables table (nftables backend).
+    pub nft_table: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            interface: "eth0".into(),
+            backend: ProxyBackend::Auto,
+            metrics_listen: SocketAddr::from(([0, 0, 0, 0], 9154)),
+            min_sync_interval: ConfigDuration::millis(10),
+            full_resync_interval: ConfigDuration::secs(300),
+            stale_rules_expiry: ConfigDuration::secs(0),
+            graceful_termination_period: ConfigDuration::secs(60),
+            nft_table: "causeway".into(),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+use super::*;
+
+const GOOD: &str = r#"
+cluster: a
+clusters:
+  - name: a
+    podCIDRs: ["10.128.0.0/14"]
+    serviceCIDRs: ["172.30.0.0/16"]
+    source: { inCluster: true }
+  - name: b
+    podCIDRs: ["10.132.0.0/14", "fd00:b::/48"]
+    serviceCIDRs: ["172.31.0.0/16", "fd00:b:1::/112"]
+    source: { kubeconfig: b/kubeconfig, context: admin }
+  - name: c
+    podCIDRs: ["10.136.0.0/14"]
+    serviceCIDRs: ["172.29.0.0/16"]
+    source: { file: clusters/c.yaml }
+dns: {}
+proxy: {}
+tunnel: {}
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(Path::new("/etc/causeway/config.yaml"), text)
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match load(text) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn good_config_loads_with_resolved_paths() {
+    let cfg = load(GOOD).unwrap();
+    assert_eq!(cfg.local_cluster, "a");
+    assert_eq!(cfg.clusters.len(), 3);
+    assert_eq!(cfg.clusters[0].source, SourceSpec::InCluster);
+    assert_eq!(
+        cfg.clusters[1].source,
+        SourceSpec::Kubeconfig {
+            path: PathBuf::from("/etc/causeway/b/kubeconfig"),
+            context: Some("admin".into())
+        }
+    );
+    assert_eq!(
+        cfg.clusters[2].source,
+        SourceSpec::File {
+            path: PathBuf::from("/etc/causeway/clusters/c.yaml")
+        }
+    );
+    assert_eq!(
+        cfg.clusters[1].pod_cidrs.len(),
+        2,
+        "dual-stack CIDRs are accepted"
+    );
+    assert_eq!(
+        cfg.remotes().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+    assert_eq!(
+        cfg.owner_of("172.31.4.5".parse().unwrap()).unwrap().name,
+        "b"
+    );
+    assert_eq!(
+        cfg.owner_of("fd00:b::9".parse().unwrap()).unwrap().name,
+        "b"
+    );
+    assert!(cfg.owner_of("192.0.2.1".parse().unwrap()).is_none());
+    assert_eq!(cfg.dns.ttl, 5);
+    assert_eq!(cfg.proxy.interface, "eth0");
+    assert_eq!(cfg.tunnel.listen_port, 51820);
+}
+
+#[test]
+fn sections_are_optional() {
+    let text = "cluster: a\nclusters:\n  - name: a\n    source: { inCluster: true }\n";
+    let cfg = load(text).unwrap();
+    assert_eq!(cfg.dns, DnsConfig::default());
+}
+
+#[test]
+fn unknown_field_is_rejected_with_its_name() {
+    let text = GOOD.replace(
+        "podCIDRs: [\"10.136.0.0/14\"]",
+        "podCIDR: [\"10.136.0.0/14\"]",
+    );
+    let err = load(&text).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
+    assert!(msg.contains("/etc/causeway/config.yaml"), "{msg}");
+    assert!(msg.contains("podCIDR"), "{msg}");
+}
+
+#[test]
+fn unknown_field_in_a_section_is_rejected() {
+    let text = GOOD.replace("dns: {}", "dns: { tll: 5 }");
+    let msg = load(&text).unwrap_err().to_string();
+    assert!(msg.contains("tll"), "{msg}");
+}
+
+#[test]
+fn invalid_cluster_names() {
+    for (name, reason) in [
+        ("B", "only lower-case"),
+        ("-b", "must start and end"),
+        ("b_c", "only lower-case"),
+        (&"x".repeat(64), "longer than 63"),
+    ] {
+        let text = GOOD.replace("name: b", &format!("name: \"{name}\""));
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|p| matches!(p, Problem::InvalidName { index: 1, reason: r, .. } if r.contains(reason))),
+            "{name}: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_cluster_name() {
+    let text = GOOD.replace("name: c", "name: b");
+    let p = problems(&text);
+    assert!(
+        p.contains(&Problem::DuplicateName {
+            index: 2,
+            first: 1,
+            name: "b".into()
+        }),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn local_cluster_must_be_listed() {
+    let text = GOOD.replace("cluster: a", "cluster: z");
+    let p = problems(&text);
+    assert!(
+        matches!(&p[..], [Problem::UnknownLocalCluster { name, known }] if name == "z" && known == "a, b, c")
+    );
+}
+
+#[test]
+fn bad_cidr_names_cluster_and_field() {
+    let text = GOOD.replace("172.29.0.0/16", "172.29.0/16");
+    let err = load(&text).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err.problems()[..], [Problem::InvalidCidr { cluster, field, .. }] if cluster == "c" && field == "serviceCIDRs[0]"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("cluster \"c\": serviceCIDRs[0]: invalid CIDR \"172.29.0/16\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn host_bits_are_flagged() {
+    let p = problems(&GOOD.replace("10.136.0.0/14", "10.136.0.1/14"));
+    assert!(
+        matches!(&p[..], [Problem::HostBitsSet { suggestion, .. }] if suggestion == "10.136.0.0/14"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn overlap_across_clusters_names_both() {
+    // c's pod CIDR inside a's pod CIDR.
+    let text = GOOD.replace("10.136.0.0/14", "10.129.0.0/16");
+    let err = load(&text).unwrap_err();
+    let p = err.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        matches!(&p[0], Problem::Overlap { a_cluster, a_field, b_cluster, b_field, .. }
+        if a_cluster == "a" && a_field == "podCIDRs[0]" && b_cluster == "c" && b_field == "podCIDRs[0]")
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cluster \"a\" podCIDRs[0] 10.128.0.0/14 overlaps cluster \"c\" podCIDRs[0] 10.129.0.0/16"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn overlap_between_pod_and_service_cidrs_and_v6() {
+    let text = GOOD
+        .replace("172.29.0.0/16", "10.132.128.0/24")
+        .replace("fd00:b:1::/112", "fd00:b::/64");
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p.iter().all(|p| matches!(p, Problem::Overlap { .. })));
+}
+
+#[test]
+fn source_needs_exactly_one_kind() {
+    let two = GOOD.replace("{ inCluster: true }", "{ inCluster: true, file: x.yaml }");
+    assert!(
+        matches!(&problems(&two)[..], [Problem::SourceKinds { cluster, found }] if cluster == "a" && found == "inCluster, file")
+    );
+    let none = GOOD.replace("{ inCluster: true }", "{}");
+    assert!(
+        matches!(&problems(&none)[..], [Problem::SourceKinds { found, .. }] if found == "none")
+    );
+    let ctx = GOOD.replace("{ file: clusters/c.yaml }", "{ file: c.yaml, context: x }");
+    assert!(
+        matches!(&problems(&ctx)[..], [Problem::ContextWithoutKubeconfig { cluster }] if cluster == "c")
+    );
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let text = GOOD
+        .replace("name: c", "name: C")
+        .replace("cluster: a", "cluster: q");
+    assert_eq!(problems(&text).len(), 2);
+}
+
+#[test]
+fn section_values_are_checked() {
+    let text = GOOD.replace(
+        "dns: {}",
+        "dns: { allZone: cluster.b, upstreams: [\"8.8.8.8:53\", \"resolver\"] }",
+    );
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|p| matches!(p, Problem::InvalidValue { field, .. } if field == "dns.allZone")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(
+            |p| matches!(p, Problem::InvalidValue { field, .. } if field == "dns.upstreams[1]")
+        ),
+        "{p:?}"
+    );
+    let text = GOOD.replace("tunnel: {}", "tunnel: { mtu: 100 }");
+    assert!(
+        matches!(&problems(&text)[..], [Problem::InvalidValue { field, .. }] if field == "tunnel.mtu")
+    );
+}
+
+#[test]
+fn upstreams_take_a_list_or_a_path() {
+    let list = load(&GOOD.replace("dns: {}", "dns: { upstreams: [\"192.0.2.53\"] }")).unwrap();
+    assert_eq!(
+        list.dns.upstreams,
+        Upstreams::List(vec!["192.0.2.53".into()])
+    );
+    let path = load(&GOOD.replace("dns: {}", "dns: { upstreams: /run/upstream.conf }")).unwrap();
+    assert_eq!(
+        path.dns.upstreams,
+        Upstreams::ResolvConf("/run/upstream.conf".into())
+    );
+}
+
+#[test]
+fn missing_file_names_it() {
+    let err = Config::load("/nonexistent/causeway.yaml").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/causeway.yaml: cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_error_names_file() {
+    let err = load("cluster: [a\n").unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }));
+    assert!(
+        err.to_string().starts_with("/etc/causeway/config.yaml: "),
+        "{err}"
+    );
+}

@@ -1,0 +1,73 @@
+//! The `tunnel:` section, read by causeway-tunnel.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigDuration;
+
+/// How the node's tunnel address is found and published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndpointMode {
+    /// A per-node LoadBalancer Service `causeway-tunnel-<node>`.
+    LoadBalancer,
+    /// A per-node NodePort Service, reached at the node's address.
+    NodePort,
+    /// A fixed `host:port`.
+    Address(String),
+}
+
+/// How remote traffic reaches the tunnel on the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SteeringMode {
+    /// OpenFlow rules on the OpenShift SDN bridge.
+    Ovs,
+    /// Left to the operator.
+    None,
+}
+
+/// A peer outside Kubernetes (a VM, an edge site).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StaticPeer {
+    pub public_key: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(rename = "allowedIPs")]
+    pub allowed_ips: Vec<String>,
+}
+
+/// Settings of the tunnel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TunnelConfig {
+    pub listen_port: u16,
+    pub interface: String,
+    pub mtu: u32,
+    pub persistent_keepalive: ConfigDuration,
+    pub endpoint: EndpointMode,
+    pub steering: SteeringMode,
+    pub static_peers: Vec<StaticPeer>,
+    /// `/metrics`, `/healthz`, `/readyz`, `/wg`, `/status`.
+    pub metrics_listen: SocketAddr,
+    /// A peer without a handshake for this long is reported down.
+    pub peer_down_after: ConfigDuration,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            listen_port: 51820,
+            interface: "causeway0".into(),
+            mtu: 1380,
+            persistent_keepalive: ConfigDuration::secs(25),
+            endpoint: EndpointMode::LoadBalancer,
+            steering: SteeringMode::None,
+            static_peers: Vec::new(),
+            metrics_listen: SocketAddr::from(([0, 0, 0, 0], 9155)),
+            peer_down_after: ConfigDuration::secs(180),
+        }
+    }
+}

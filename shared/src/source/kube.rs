@@ -1,0 +1,397 @@
+//! The Kubernetes source: one client per cluster, one watcher per kind.
+//!
+//! A kind counts only after its first full list (`InitDone`); a relist (after `410 Gone`
+//! or a reconnect) is buffered and swapped in whole, so consumers never see a partial
+//! view. While the API is unreachable the last-known-good data stays published and the
+//! outage shows in the cluster status and metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::metrics::SourceMetrics;
+use crate::catalog::{Catalog, ClusterStatus};
+use crate::config::SourceSpec;
+use crate::crd;
+use crate::model::convert::ConvertError;
+use crate::model::{ClusterData, EndpointSlice, Node, ObjectKind, Service, TunnelEndpoint};
+
+/// Why a client for a cluster could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The pod's service account could not be read.
+    #[error("in-cluster configuration: {0}")]
+    InCluster(#[source] kube::config::InClusterError),
+    /// The kubeconfig file could not be read or does not parse.
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The client could not be built from the configuration.
+    #[error("client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// Builds the client of one cluster from its source spec.
+pub async fn client_for(spec: &SourceSpec, read_timeout: Duration) -> Result<Client, ClientError> {
+    let mut cfg = match spec {
+        SourceSpec::InCluster => kube::Config::incluster().map_err(ClientError::InCluster)?,
+        SourceSpec::Kubeconfig { path, context } => {
+            let kc_err = |source| ClientError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let kc = Kubeconfig::read_from(path).map_err(kc_err)?;
+            let opts = KubeConfigOptions {
+                context: context.clone(),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(kc_err)?
+        }
+        SourceSpec::File { .. } => unreachable!("file sources do not use a client"),
+    };
+    cfg.read_timeout = Some(read_timeout);
+    cfg.connect_timeout = Some(read_timeout.min(Duration::from_secs(10)));
+    Client::try_from(cfg).map_err(ClientError::Client)
+}
+
+/// A change seen by one of the watchers, already converted to the model.
+enum Change {
+    Init(ObjectKind),
+    Upsert {
+        initial: bool,
+        obj: Object,
+    },
+    InitDone(ObjectKind),
+    Delete {
+        kind: ObjectKind,
+        namespace: String,
+        name: String,
+    },
+    /// The object could not be converted; it is skipped and the rest carries on.
+    Invalid(ObjectKind, ConvertError),
+    /// The watch failed (the watcher backs off and retries by itself).
+    Error(ObjectKind, String),
+}
+
+enum Object {
+    Service(Service),
+    Slice(EndpointSlice),
+    Node(Node),
+    Tunnel(TunnelEndpoint),
+}
+
+impl Object {
+    fn kind(&self) -> ObjectKind {
+        match self {
+            Object::Service(_) => ObjectKind::Service,
+            Object::Slice(_) => ObjectKind::EndpointSlice,
+            Object::Node(_) => ObjectKind::Node,
+            Object::Tunnel(_) => ObjectKind::TunnelEndpoint,
+        }
+    }
+
+    fn upsert_into(self, data: &mut ClusterData) {
+        match self {
+            Object::Service(s) => data.upsert_service(s),
+            Object::Slice(s) => data.upsert_slice(s),
+            Object::Node(n) => data.upsert_node(n),
+            Object::Tunnel(t) => data.upsert_tunnel_endpoint(t),
+        }
+    }
+}
+
+fn remove(data: &mut ClusterData, kind: ObjectKind, namespace: &str, name: &str) -> bool {
+    match kind {
+        ObjectKind::Service => data.remove_service(&crate::model::ServiceKey::new(namespace, name)),
+        ObjectKind::EndpointSlice => data.remove_slice(namespace, name),
+        ObjectKind::Node => data.remove_node(name),
+        ObjectKind::TunnelEndpoint => data.remove_tunnel_endpoint(namespace, name),
+    }
+}
+
+/// A watched Kubernetes type and how it maps to the model.
+trait Watched:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    const OBJECT_KIND: ObjectKind;
+    fn convert(&self) -> Result<Object, ConvertError>;
+}
+
+impl Watched for core::Service {
+    const OBJECT_KIND: ObjectKind = ObjectKind::Service;
+    fn convert(&self) -> Result<Object, ConvertError> {
+        Service::try_from(self).map(Object::Service)
+    }
+}
+
+impl Watched for discovery::EndpointSlice {
+    const OBJECT_KIND: ObjectKind = ObjectKind::EndpointSlice;
+    fn convert(&self) -> Result<Object, ConvertError> {
+        EndpointSlice::try_from(self).map(Object::Slice)
+    }
+}
+
+impl Watched for core::Node {
+    const OBJECT_KIND: ObjectKind = ObjectKind::Node;
+    fn convert(&self) -> Result<Object, ConvertError> {
+        Node::try_from(self).map(Object::Node)
+    }
+}
+
+impl Watched for crd::TunnelEndpoint {
+    const OBJECT_KIND: ObjectKind = ObjectKind::TunnelEndpoint;
+    fn convert(&self) -> Result<Object, ConvertError> {
+        TunnelEndpoint::try_from(self).map(Object::Tunnel)
+    }
+}
+
+fn watch<K: Watched>(client: Client, timeout: Duration) -> BoxStream<'static, Change> {
+    let api: Api<K> = Api::all(client);
+    // The server ends each watch after this long, so a silently dead connection is
+    // replaced well before the client's read timeout.
+    let server_timeout = u32::try_from(timeout.as_secs().saturating_sub(1).max(1)).unwrap_or(290);
+    let mut cfg = watcher::Config::default().timeout(server_timeout);
+    if K::OBJECT_KIND == ObjectKind::EndpointSlice {
+        cfg = cfg.labels(crate::model::convert::SERVICE_NAME_LABEL);
+    }
+    let stream = watcher::watcher(api, cfg)
+        .default_backoff()
+        .map(|ev| match ev {
+            Ok(Event::Init) => Change::Init(K::OBJECT_KIND),
+            Ok(Event::InitDone) => Change::InitDone(K::OBJECT_KIND),
+            Ok(Event::InitApply(o)) => convert(&o, true),
+            Ok(Event::Apply(o)) => convert(&o, false),
+            Ok(Event::Delete(o)) => Change::Delete {
+                kind: K::OBJECT_KIND,
+                namespace: o.meta().namespace.clone().unwrap_or_default(),
+                name: o.meta().name.clone().unwrap_or_default(),
+            },
+            Err(e) => Change::Error(K::OBJECT_KIND, e.to_string()),
+        });
+    stream.boxed()
+}
+
+fn convert<K: Watched>(o: &K, initial: bool) -> Change {
+    match o.convert() {
+        Ok(obj) => Change::Upsert { initial, obj },
+        Err(e) => Change::Invalid(K::OBJECT_KIND, e),
+    }
+}
+
+/// Watches one cluster's API.
+pub struct KubeSource {
+    pub cluster: String,
+    pub spec: SourceSpec,
+    pub kinds: Vec<ObjectKind>,
+    pub api_timeout: Duration,
+}
+
+impl KubeSource {
+    /// Runs forever: builds the client (retrying with backoff while that fails), then
+    /// follows the watchers.
+    pub async fn run(self, catalog: Arc<Catalog>, metrics: SourceMetrics) {
+        let cluster = self.cluster.clone();
+        let mut delay = Duration::from_millis(500);
+        let client = loop {
+            match client_for(&self.spec, self.api_timeout).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    let message = e.to_string();
+                    tracing::error!(cluster, error = %message, "cannot build the cluster's API client; retrying");
+                    metrics.error(&cluster, "client");
+                    catalog.update_status(&cluster, |s| {
+                        s.connected = false;
+                        s.disconnected_since.get_or_insert_with(Instant::now);
+                        s.last_error = Some(message);
+                    });
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        self.follow(client, catalog, metrics).await;
+    }
+
+    /// Follows the watchers of an existing client (tests call this directly).
+    pub async fn follow(self, client: Client, catalog: Arc<Catalog>, metrics: SourceMetrics) {
+        let mut streams: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
+        for kind in &self.kinds {
+            let t = self.api_timeout;
+            streams.push(match kind {
+                ObjectKind::Service => watch::<core::Service>(client.clone(), t),
+                ObjectKind::EndpointSlice => watch::<discovery::EndpointSlice>(client.clone(), t),
+                ObjectKind::Node => watch::<core::Node>(client.clone(), t),
+                ObjectKind::TunnelEndpoint => watch::<crd::TunnelEndpoint>(client.clone(), t),
+            });
+        }
+        let mut state = SourceState::new(&self.cluster, &self.kinds);
+        run_changes(&mut state, streams.ready_chunks(1024), &catalog, &metrics).await;
+    }
+}
+
+/// What one cluster's source has seen so far.
+struct SourceState {
+    cluster: String,
+    wanted: BTreeSet<ObjectKind>,
+    data: ClusterData,
+    /// Relists in progress, by kind.
+    relisting: BTreeMap<ObjectKind, ClusterData>,
+    synced: BTreeSet<ObjectKind>,
+    failing: BTreeMap<ObjectKind, String>,
+    status: ClusterStatus,
+}
+
+impl SourceState {
+    fn new(cluster: &str, kinds: &[ObjectKind]) -> Self {
+        Self {
+            cluster: cluster.to_string(),
+            wanted: kinds.iter().copied().collect(),
+            data: ClusterData::default(),
+            relisting: BTreeMap::new(),
+            synced: BTreeSet::new(),
+            failing: BTreeMap::new(),
+            status: ClusterStatus::default(),
+        }
+    }
+
+    /// Applies one change; returns whether the published data changed.
+    fn apply(&mut self, change: Change, metrics: &SourceMetrics) -> bool {
+        let cluster = self.cluster.as_str();
+        match change {
+            Change::Init(kind) => {
+                self.failing.remove(&kind);
+                self.relisting.insert(kind, ClusterData::default());
+                false
+            }
+            Change::Upsert { initial: true, obj } => {
+                let kind = obj.kind();
+                obj.upsert_into(self.relisting.entry(kind).or_default());
+                false
+            }
+            Change::Upsert {
+                initial: false,
+                obj,
+            } => {
+                self.failing.remove(&obj.kind());
+                obj.upsert_into(&mut self.data);
+                true
+            }
+            Change::InitDone(kind) => {
+                let fresh = self.relisting.remove(&kind).unwrap_or_default();
+                self.data.replace_kind(kind, &fresh);
+                self.synced.insert(kind);
+                self.failing.remove(&kind);
+                tracing::debug!(
+                    cluster,
+                    kind = kind.plural(),
+                    objects = fresh.count(kind),
+                    "list complete"
+                );
+                true
+            }
+            Change::Delete {
+                kind,
+                namespace,
+                name,
+            } => {
+                self.failing.remove(&kind);
+                remove(&mut self.data, kind, &namespace, &name)
+            }
+            Change::Invalid(kind, e) => {
+                tracing::warn!(cluster, error = %e, "skipping an object that cannot be used");
+                metrics.error(cluster, kind.plural());
+                false
+            }
+            Change::Error(kind, message) => {
+                tracing::warn!(cluster, kind = kind.plural(), error = %message, "watch failed; keeping last-known data and retrying");
+                metrics.error(cluster, kind.plural());
+                self.failing.insert(kind, message);
+                false
+            }
+        }
+    }
+
+    /// The status these changes lead to.
+    fn next_status(&self) -> ClusterStatus {
+        let connected = self.failing.is_empty();
+        let prev = &self.status;
+        ClusterStatus {
+            synced: self.wanted.iter().all(|k| self.synced.contains(k)),
+            connected,
+            disconnected_since: if connected {
+                None
+            } else {
+                Some(prev.disconnected_since.unwrap_or_else(Instant::now))
+            },
+            last_error: if connected {
+                None
+            } else {
+                self.failing
+                    .iter()
+                    .next()
+                    .map(|(k, e)| format!("{}: {e}", k.plural()))
+            },
+            ..prev.clone()
+        }
+    }
+}
+
+async fn run_changes(
+    state: &mut SourceState,
+    mut chunks: impl Stream<Item = Vec<Change>> + Unpin,
+    catalog: &Catalog,
+    metrics: &SourceMetrics,
+) {
+    while let Some(chunk) = chunks.next().await {
+        let mut data_changed = false;
+        for change in chunk {
+            data_changed |= state.apply(change, metrics);
+        }
+        let status = state.next_status();
+        if status.connected != state.status.connected {
+            if status.connected {
+                tracing::info!(cluster = state.cluster, "cluster API reachable again");
+            } else {
+                tracing::warn!(cluster = state.cluster, error = ?status.last_error, "cluster API unreachable");
+            }
+        }
+        let status_changed = status != state.status;
+        state.status = status;
+        if data_changed {
+            metrics.observe(&state.cluster, &state.status, Some(&state.data));
+            catalog.publish(
+                &state.cluster,
+                Arc::new(state.data.clone()),
+                state.status.clone(),
+            );
+        } else if status_changed {
+            metrics.observe(&state.cluster, &state.status, None);
+            let s = state.status.clone();
+            catalog.update_status(&state.cluster, move |st| {
+                *st = ClusterStatus {
+                    data_generation: st.data_generation,
+                    last_update: st.last_update,
+                    ..s
+                }
+            });
+        }
+    }
+}

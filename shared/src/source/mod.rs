@@ -1,0 +1,79 @@
+//! Where cluster objects come from: a Kubernetes API (reflectors) or a YAML file.
+//!
+//! Each configured cluster gets its own task. Tasks share nothing but the [`Catalog`]
+//! they publish to, so a slow or failing cluster never delays the others.
+
+mod file;
+mod kube;
+mod metrics;
+mod objects;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+pub use self::file::FileSource;
+pub use self::kube::{KubeSource, client_for};
+pub use self::metrics::SourceMetrics;
+pub use self::objects::{ObjectsError, ParseSummary, parse_objects};
+use crate::catalog::Catalog;
+use crate::config::{Config, SourceSpec};
+use crate::model::ObjectKind;
+
+/// What the sources watch and how.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// Kinds watched on Kubernetes sources (file sources take every kind they find).
+    pub kinds: Vec<ObjectKind>,
+    /// How often file sources check their file.
+    pub file_poll: Duration,
+    /// Read timeout of API requests; a stalled API is noticed after about this long.
+    pub api_timeout: Duration,
+}
+
+impl SourceOptions {
+    pub fn new(kinds: &[ObjectKind]) -> Self {
+        Self {
+            kinds: kinds.to_vec(),
+            file_poll: Duration::from_millis(50),
+            api_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Starts one source task per configured cluster.
+pub fn spawn_sources(
+    config: &Config,
+    catalog: &Arc<Catalog>,
+    options: &SourceOptions,
+    metrics: &SourceMetrics,
+) -> Vec<JoinHandle<()>> {
+    config
+        .clusters
+        .iter()
+        .map(|c| {
+            let catalog = catalog.clone();
+            let metrics = metrics.clone();
+            match &c.source {
+                SourceSpec::File { path } => {
+                    let src = FileSource {
+                        cluster: c.name.clone(),
+                        path: path.clone(),
+                        poll: options.file_poll,
+                    };
+                    tokio::spawn(src.run(catalog, metrics))
+                }
+                spec => {
+                    let src = KubeSource {
+                        cluster: c.name.clone(),
+                        spec: spec.clone(),
+                        kinds: options.kinds.clone(),
+                        api_timeout: options.api_timeout,
+                    };
+                    tokio::spawn(src.run(catalog, metrics))
+                }
+            }
+        })
+        .collect()
+}

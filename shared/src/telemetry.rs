@@ -1,0 +1,121 @@
+//! Logging, metrics and the small HTTP server each binary runs for `/metrics`,
+//! `/healthz` and `/readyz` (binaries merge their own debug routes into it).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+
+use crate::catalog::Catalog;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The shared Prometheus registry of a process.
+pub type SharedRegistry = Arc<Mutex<Registry>>;
+
+/// Why the telemetry server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone)]
+struct TelemetryState {
+    registry: SharedRegistry,
+    catalog: Arc<Catalog>,
+}
+
+/// The routes every binary serves: `/metrics`, `/healthz`, `/readyz`.
+///
+/// `/readyz` answers 200 once every configured cluster has synced at least once, and
+/// 503 before; its JSON body lists each cluster's sync and connection state either way.
+pub fn router(registry: SharedRegistry, catalog: Arc<Catalog>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(TelemetryState { registry, catalog })
+}
+
+async fn metrics(State(st): State<TelemetryState>) -> Response {
+    let mut out = String::new();
+    let reg = st.registry.lock().unwrap_or_else(|e| e.into_inner());
+    match prometheus_client::encoding::text::encode(&mut out, &reg) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn readyz(State(st): State<TelemetryState>) -> Response {
+    let snap = st.catalog.snapshot();
+    let body = serde_json::json!({
+        "ready": snap.all_synced(),
+        "generation": snap.generation,
+        "clusters": snap.readiness(),
+    });
+    let code = if snap.all_synced() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body:#}\n"),
+    )
+        .into_response()
+}
+
+/// Binds `addr` and serves `router` in a background task; returns the bound address
+/// (useful with port 0).
+pub async fn serve(addr: SocketAddr, router: Router) -> Result<SocketAddr, TelemetryError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| TelemetryError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| TelemetryError::Bind { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "telemetry server stopped");
+        }
+    });
+    Ok(bound)
+}
