@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod crd;
 pub mod model;
+pub mod process;
 pub mod source;
 pub mod sync_runner;
 pub mod telemetry;

@@ -1,0 +1,82 @@
+//! What every binary does at start: read flags and config, start logging, the catalog,
+//! the cluster sources and the telemetry server.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::registry::Registry;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::model::ObjectKind;
+use crate::source::{SourceMetrics, SourceOptions, spawn_sources};
+use crate::telemetry::{self, LogFormat, SharedRegistry};
+
+/// Flags common to the three binaries.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Configuration file (YAML); each binary reads its own section.
+    #[arg(long, env = "CAUSEWAY_CONFIG")]
+    pub config: PathBuf,
+    /// Log format.
+    #[arg(long, env = "CAUSEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    /// Starts logging and loads the configuration. A bad configuration is printed and
+    /// the process exits with status 2 before anything is bound.
+    pub fn init(&self) -> Config {
+        telemetry::init_tracing(self.log_format);
+        match Config::load(&self.config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+/// The running core of a binary: config, catalog, metrics registry.
+pub struct Process {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub registry: SharedRegistry,
+    pub source_metrics: SourceMetrics,
+}
+
+impl Process {
+    /// Creates the catalog and registry (no task started yet).
+    pub fn new(config: Config) -> Self {
+        let mut registry = Registry::default();
+        let source_metrics = SourceMetrics::register(&mut registry);
+        let catalog = Catalog::for_config(&config);
+        Self {
+            config: Arc::new(config),
+            catalog,
+            registry: Arc::new(Mutex::new(registry)),
+            source_metrics,
+        }
+    }
+
+    /// Starts one source per cluster, watching `kinds` on Kubernetes sources.
+    pub fn start_sources(&self, options: SourceOptions) {
+        spawn_sources(&self.config, &self.catalog, &options, &self.source_metrics);
+    }
+
+    /// Convenience for [`Process::start_sources`] with default options.
+    pub fn start_default_sources(&self, kinds: &[ObjectKind]) {
+        self.start_sources(SourceOptions::new(kinds));
+    }
+
+    /// The `/metrics`, `/healthz`, `/readyz` routes; merge debug routes into it.
+    pub fn telemetry_router(&self) -> axum::Router {
+        telemetry::router(self.registry.clone(), self.catalog.clone())
+    }
+
+    /// Registers metrics in the shared registry.
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
