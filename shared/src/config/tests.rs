@@ -146,7 +146,7 @@ fn bad_cidr_names_cluster_and_field() {
     let err = load(&text).unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(&err.problems()[..], [Problem::InvalidCidr { cluster, field, .. }] if cluster == "c" && field == "serviceCIDRs[0]"),
+        matches!(err.problems(), [Problem::InvalidCidr { cluster, field, .. }] if cluster == "c" && field == "serviceCIDRs[0]"),
         "{msg}"
     );
     assert!(
@@ -272,4 +272,23 @@ fn syntax_error_names_file() {
         err.to_string().starts_with("/etc/causeway/config.yaml: "),
         "{err}"
     );
+}
+
+#[test]
+fn tunnel_steering_and_rotation_fields() {
+    let text = GOOD.replace(
+        "tunnel: {}",
+        "tunnel: { steering: ovs, ovsBridge: br-sdn, ovsPort: veth1, rotateInterval: 24h }",
+    );
+    let cfg = load(&text).unwrap();
+    assert_eq!(cfg.tunnel.steering, SteeringMode::Ovs);
+    assert_eq!(cfg.tunnel.ovs_bridge, "br-sdn");
+    assert_eq!(cfg.tunnel.ovs_port.as_deref(), Some("veth1"));
+    assert_eq!(cfg.tunnel.rotate_interval, ConfigDuration::secs(24 * 3600));
+    let defaults = load(GOOD).unwrap().tunnel;
+    assert_eq!(defaults.ovs_bridge, "br0");
+    assert_eq!(defaults.ovs_port, None);
+    assert_eq!(defaults.rotate_interval, ConfigDuration::secs(0));
+    let typo = GOOD.replace("tunnel: {}", "tunnel: { ovsBrige: br0 }");
+    assert!(matches!(load(&typo), Err(ConfigError::Parse { .. })));
 }

@@ -54,6 +54,14 @@ pub struct TunnelConfig {
     pub metrics_listen: SocketAddr,
     /// A peer without a handshake for this long is reported down.
     pub peer_down_after: ConfigDuration,
+    /// OVS bridge programmed with `steering: ovs`.
+    pub ovs_bridge: String,
+    /// OVS port (interface name) of the tunnel pod on `ovsBridge`; when unset it is found
+    /// by the pod's IP in the interface's `external_ids:ip`, as OpenShift SDN records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ovs_port: Option<String>,
+    /// Generate a new key pair this often (0: only with `causeway-tunnel rotate`).
+    pub rotate_interval: ConfigDuration,
 }
 
 impl Default for TunnelConfig {
@@ -68,6 +76,9 @@ impl Default for TunnelConfig {
             static_peers: Vec::new(),
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 9155)),
             peer_down_after: ConfigDuration::secs(180),
+            ovs_bridge: "br0".into(),
+            ovs_port: None,
+            rotate_interval: ConfigDuration::secs(0),
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
@@ -89,6 +90,9 @@ enum Change {
     Invalid(ObjectKind, ConvertError),
     /// The watch failed (the watcher backs off and retries by itself).
     Error(ObjectKind, String),
+    /// A probe reached the API while some watch was failing: a watch that resumes without
+    /// new events says nothing, so reachability is checked on its own.
+    Reachable,
 }
 
 enum Object {
@@ -163,7 +167,46 @@ impl Watched for crd::TunnelEndpoint {
     }
 }
 
-fn watch<K: Watched>(client: Client, timeout: Duration) -> BoxStream<'static, Change> {
+/// Exponential backoff between watch retries, reset by kube after each success. Capped
+/// lower than client-go's 30 s: a remote cluster that comes back should be followed again
+/// within seconds.
+struct WatchBackoff {
+    next: Duration,
+    initial: Duration,
+    max: Duration,
+}
+
+impl WatchBackoff {
+    fn new(max: Duration) -> Self {
+        let initial = Duration::from_millis(200).min(max);
+        Self {
+            next: initial,
+            initial,
+            max,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        Some(d)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+fn watch<K: Watched>(
+    client: Client,
+    timeout: Duration,
+    max_backoff: Duration,
+) -> BoxStream<'static, Change> {
     let api: Api<K> = Api::all(client);
     // The server ends each watch after this long, so a silently dead connection is
     // replaced well before the client's read timeout.
@@ -173,7 +216,7 @@ fn watch<K: Watched>(client: Client, timeout: Duration) -> BoxStream<'static, Ch
         cfg = cfg.labels(crate::model::convert::SERVICE_NAME_LABEL);
     }
     let stream = watcher::watcher(api, cfg)
-        .default_backoff()
+        .backoff(WatchBackoff::new(max_backoff))
         .map(|ev| match ev {
             Ok(Event::Init) => Change::Init(K::OBJECT_KIND),
             Ok(Event::InitDone) => Change::InitDone(K::OBJECT_KIND),
@@ -202,6 +245,7 @@ pub struct KubeSource {
     pub spec: SourceSpec,
     pub kinds: Vec<ObjectKind>,
     pub api_timeout: Duration,
+    pub max_backoff: Duration,
 }
 
 impl KubeSource {
@@ -223,7 +267,7 @@ impl KubeSource {
                         s.last_error = Some(message);
                     });
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                    delay = (delay * 2).min(self.max_backoff);
                 }
             }
         };
@@ -234,17 +278,59 @@ impl KubeSource {
     pub async fn follow(self, client: Client, catalog: Arc<Catalog>, metrics: SourceMetrics) {
         let mut streams: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
         for kind in &self.kinds {
-            let t = self.api_timeout;
+            let (t, b) = (self.api_timeout, self.max_backoff);
             streams.push(match kind {
-                ObjectKind::Service => watch::<core::Service>(client.clone(), t),
-                ObjectKind::EndpointSlice => watch::<discovery::EndpointSlice>(client.clone(), t),
-                ObjectKind::Node => watch::<core::Node>(client.clone(), t),
-                ObjectKind::TunnelEndpoint => watch::<crd::TunnelEndpoint>(client.clone(), t),
+                ObjectKind::Service => watch::<core::Service>(client.clone(), t, b),
+                ObjectKind::EndpointSlice => {
+                    watch::<discovery::EndpointSlice>(client.clone(), t, b)
+                }
+                ObjectKind::Node => watch::<core::Node>(client.clone(), t, b),
+                ObjectKind::TunnelEndpoint => watch::<crd::TunnelEndpoint>(client.clone(), t, b),
             });
         }
+        let failing = Arc::new(AtomicBool::new(false));
+        streams.push(probe(client, failing.clone(), self.api_timeout));
         let mut state = SourceState::new(&self.cluster, &self.kinds);
-        run_changes(&mut state, streams.ready_chunks(1024), &catalog, &metrics).await;
+        run_changes(
+            &mut state,
+            streams.ready_chunks(1024),
+            &catalog,
+            &metrics,
+            &failing,
+        )
+        .await;
     }
+}
+
+/// While `failing` is set, asks the API for its version once a second and reports success.
+fn probe(
+    client: Client,
+    failing: Arc<AtomicBool>,
+    timeout: Duration,
+) -> BoxStream<'static, Change> {
+    let ticks = tokio_stream_interval(Duration::from_secs(1));
+    ticks
+        .filter_map(move |_| {
+            let client = client.clone();
+            let failing = failing.clone();
+            async move {
+                if !failing.load(Ordering::Relaxed) {
+                    return None;
+                }
+                match tokio::time::timeout(timeout, client.apiserver_version()).await {
+                    Ok(Ok(_)) => Some(Change::Reachable),
+                    _ => None,
+                }
+            }
+        })
+        .boxed()
+}
+
+fn tokio_stream_interval(period: Duration) -> impl Stream<Item = ()> {
+    futures::stream::unfold(tokio::time::interval(period), |mut i| async move {
+        i.tick().await;
+        Some(((), i))
+    })
 }
 
 /// What one cluster's source has seen so far.
@@ -320,6 +406,10 @@ impl SourceState {
                 metrics.error(cluster, kind.plural());
                 false
             }
+            Change::Reachable => {
+                self.failing.clear();
+                false
+            }
             Change::Error(kind, message) => {
                 tracing::warn!(cluster, kind = kind.plural(), error = %message, "watch failed; keeping last-known data and retrying");
                 metrics.error(cluster, kind.plural());
@@ -359,12 +449,14 @@ async fn run_changes(
     mut chunks: impl Stream<Item = Vec<Change>> + Unpin,
     catalog: &Catalog,
     metrics: &SourceMetrics,
+    failing: &AtomicBool,
 ) {
     while let Some(chunk) = chunks.next().await {
         let mut data_changed = false;
         for change in chunk {
             data_changed |= state.apply(change, metrics);
         }
+        failing.store(!state.failing.is_empty(), Ordering::Relaxed);
         let status = state.next_status();
         if status.connected != state.status.connected {
             if status.connected {

@@ -30,6 +30,8 @@ pub struct SourceOptions {
     pub file_poll: Duration,
     /// Read timeout of API requests; a stalled API is noticed after about this long.
     pub api_timeout: Duration,
+    /// Longest wait between retries against an unreachable API.
+    pub max_backoff: Duration,
 }
 
 impl SourceOptions {
@@ -38,6 +40,7 @@ impl SourceOptions {
             kinds: kinds.to_vec(),
             file_poll: Duration::from_millis(50),
             api_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(10),
         }
     }
 }
@@ -70,6 +73,7 @@ pub fn spawn_sources(
                         spec: spec.clone(),
                         kinds: options.kinds.clone(),
                         api_timeout: options.api_timeout,
+                        max_backoff: options.max_backoff,
                     };
                     tokio::spawn(src.run(catalog, metrics))
                 }

@@ -33,7 +33,7 @@ pub enum ObjectsError {
         doc: usize,
         item: String,
         #[source]
-        source: ConvertError,
+        source: Box<ConvertError>,
     },
 }
 
@@ -95,10 +95,10 @@ fn add_object(
         name: name.clone(),
         message: e.to_string(),
     };
-    let convert = |source| ObjectsError::Convert {
+    let convert = |source: ConvertError| ObjectsError::Convert {
         doc,
         item: item.clone(),
-        source,
+        source: Box::new(source),
     };
     match kind.as_str() {
         "Service" => {

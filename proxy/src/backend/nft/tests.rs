@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+use crate::plan::{PlanSettings, plan};
+use crate::testdata::{CLUSTER_B, catalog_with, snapshot};
+
+fn desired(yaml: &str) -> DesiredState {
+    plan(&catalog_with(yaml).snapshot(), &PlanSettings { stale_rules_expiry: Duration::ZERO }, Instant::now()).desired
+}
+
+/// Replaces the 8-character hashes so the golden text reads well and survives no
+/// accidental change (the hashes themselves are pinned in `names`).
+fn scrub(text: &str, d: &DesiredState) -> String {
+    let mut out = text.to_string();
+    for (i, (k, vs)) in d.services.iter().enumerate() {
+        out = out.replace(&names::vs_hash(k), &format!("VS{i:06}"));
+        for (j, r) in vs.reals.keys().enumerate() {
+            let ep = names::endpoint_chain(k, *r);
+            let hash = &ep[3..11];
+            out = out.replace(hash, &format!("E{i}{j:06}"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn golden_full_ruleset() {
+    let _ = snapshot();
+    let d = desired(CLUSTER_B);
+    let stale = TableObjects {
+        chains: ["services".to_string(), "svc-old".to_string()].into(),
+        sets: ["service-ips".to_string(), "aff-old".to_string()].into(),
+    };
+    let text = scrub(&render_full("causeway", &d, &stale), &d);
+    let expected = include_str!("golden_full.nft");
+    if text != expected {
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/backend/nft/golden_full.nft.new"), &text).unwrap();
+    }
+    assert_eq!(text, expected, "see golden_full.nft.new");
+}
+
+#[tokio::test]
+async fn golden_partial_update() {
+    let before = desired(CLUSTER_B);
+    // One endpoint of web goes, and dns loses its affinity.
+    let after_yaml = CLUSTER_B
+        .replace("  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n", "")
+        .replace("    sessionAffinity: ClientIP\n    sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}\n", "");
+    let after = desired(&after_yaml);
+    let mut both = before.clone();
+    both.services.extend(after.services.clone());
+    let text = scrub(&render_partial("causeway", &before, &after), &before);
+    let expected = include_str!("golden_partial.nft");
+    if text != expected {
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/backend/nft/golden_partial.nft.new"), &text).unwrap();
+    }
+    assert_eq!(text, expected, "see golden_partial.nft.new");
+    assert_eq!(render_partial("causeway", &after, &after), "", "no change, no command");
+}
+
+#[test]
+fn listing_round_trips_through_comments() {
+    let d = desired(CLUSTER_B);
+    // What `nft -j list table` prints, reduced to what the parser reads.
+    let mut items = Vec::new();
+    for (k, vs) in &d.services {
+        items.push(serde_json::json!({"chain": {"table": "causeway", "name": names::service_chain(k, &vs.origin)}}));
+        items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::service_chain(k, &vs.origin),
+            "comment": svc_comment(k, vs), "expr": [{"counter": {"packets": 3, "bytes": 180}}]}}));
+        for (r, w) in &vs.reals {
+            items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::endpoint_chain(k, *r),
+                "comment": format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k)),
+                "expr": [{"counter": {"packets": 1, "bytes": 60}}]}}));
+        }
+    }
+    let (state, objects) = parse_listing("causeway", &serde_json::json!({ "nftables": items }));
+    assert_eq!(objects.chains.len(), d.services.len());
+    let back = state.to_desired(|_| None);
+    assert_eq!(back, d);
+    assert!(state.services.values().all(|s| s.stats.conns == 3));
+}

@@ -1,0 +1,67 @@
+//! Graceful termination: a real server that leaves the plan stays at weight 0 until its
+//! connections end (when the backend can count them) or the grace period passes, as
+//! kube-router's `--ipvs-graceful-termination` does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::plan::{DesiredState, VsKey};
+
+/// Real servers being drained and when they go for good.
+#[derive(Debug, Default)]
+pub struct Drains {
+    grace: Duration,
+    deadlines: BTreeMap<(VsKey, SocketAddr), Instant>,
+}
+
+impl Drains {
+    pub fn new(grace: Duration) -> Self {
+        Drains { grace, deadlines: BTreeMap::new() }
+    }
+
+    /// Adds to `desired`, at weight 0, every real server of `applied` that the plan
+    /// dropped from a virtual service it keeps, until its deadline passes or
+    /// `connections` reports none left. A removed virtual service goes at once.
+    pub fn retain(
+        &mut self,
+        desired: &mut DesiredState,
+        applied: &DesiredState,
+        now: Instant,
+        mut connections: impl FnMut(&VsKey, SocketAddr) -> Option<u32>,
+    ) {
+        let mut next = BTreeMap::new();
+        for (key, old) in &applied.services {
+            let Some(new) = desired.services.get_mut(key) else { continue };
+            for real in old.reals.keys() {
+                if new.reals.contains_key(real) {
+                    continue;
+                }
+                let id = (*key, *real);
+                let deadline = self.deadlines.get(&id).copied().unwrap_or(now + self.grace);
+                if now >= deadline || connections(key, *real) == Some(0) {
+                    tracing::debug!(vs = %key, %real, "drained real server removed");
+                    continue;
+                }
+                new.reals.insert(*real, 0);
+                next.insert(id, deadline);
+            }
+        }
+        self.deadlines = next;
+    }
+
+    /// When the next draining real server is due to go.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.values().min().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deadlines.is_empty()
+    }
+}

@@ -1,0 +1,261 @@
+//! The sync loop: catalog changes mark dirty, one task plans and applies under the
+//! shared [`SyncRunner`] (minimum interval, periodic full resync, retry with backoff
+//! that forces a full sync).
+//!
+//! Each sync: plan the remote clusters from the snapshot; keep the last applied state
+//! of clusters not synced yet (never program from a partial view); keep drained real
+//! servers at weight 0 ([`Drains`]); apply (full, or the difference to the last
+//! successful apply); then make the interface's VIP aliases match.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use causeway_shared::catalog::{Catalog, Snapshot};
+use causeway_shared::sync_runner::{SyncRequest, SyncRunner, SyncTiming};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::aliases::{AliasError, Aliases};
+use crate::backend::{Backend, BackendError};
+use crate::drain::Drains;
+use crate::metrics::{ClusterLabel, KindLabel, ProxyMetrics};
+use crate::plan::{DesiredState, PlanSettings, plan};
+
+/// Why a sync failed (the runner retries with a full sync).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Reading or programming the kernel's load balancer failed.
+    #[error("backend {backend}: {source}")]
+    Backend {
+        backend: &'static str,
+        #[source]
+        source: BackendError,
+    },
+    /// The VIP aliases could not be set.
+    #[error("aliases: {0}")]
+    Aliases(#[from] AliasError),
+    /// The blocking backend task panicked.
+    #[error("backend task failed: {0}")]
+    Task(String),
+}
+
+/// Resolves a VIP to the remote cluster whose service CIDRs hold it.
+pub type Owner = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
+
+/// The state of the sync loop.
+pub struct Syncer {
+    catalog: Arc<Catalog>,
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+    aliases: Option<Aliases>,
+    settings: PlanSettings,
+    metrics: ProxyMetrics,
+    owner: Owner,
+    /// What the last successful apply installed (published for the debug endpoint).
+    applied: Arc<ArcSwap<DesiredState>>,
+    drains: Drains,
+    /// Data generation of each cluster at the last successful apply.
+    generations: BTreeMap<String, u64>,
+    /// When a timer (drain deadline, stale expiry) wants a sync.
+    wake_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Syncer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        catalog: Arc<Catalog>,
+        backend: Arc<Mutex<Box<dyn Backend>>>,
+        aliases: Option<Aliases>,
+        settings: PlanSettings,
+        grace: Duration,
+        metrics: ProxyMetrics,
+        owner: Owner,
+        applied: Arc<ArcSwap<DesiredState>>,
+    ) -> Self {
+        Syncer {
+            catalog,
+            backend,
+            aliases,
+            settings,
+            metrics,
+            owner,
+            applied,
+            drains: Drains::new(grace),
+            generations: BTreeMap::new(),
+            wake_at: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.backend.lock().unwrap_or_else(|e| e.into_inner()).name()
+    }
+
+    /// Reads what the kernel holds and takes it as the applied state, so clusters not
+    /// synced yet keep their rules and nothing is flushed (adopt, don't flush).
+    pub async fn adopt(&mut self) -> Result<usize, SyncError> {
+        let backend = self.backend.clone();
+        let name = self.backend_name();
+        let kernel = tokio::task::spawn_blocking(move || backend.lock().unwrap_or_else(|e| e.into_inner()).read())
+            .await
+            .map_err(|e| SyncError::Task(e.to_string()))?
+            .map_err(|source| SyncError::Backend { backend: name, source })?;
+        let owner = self.owner.clone();
+        let adopted = kernel.to_desired(|ip| owner(ip));
+        let n = adopted.services.len();
+        tracing::info!(backend = name, services = n, "adopted the kernel state");
+        self.applied.store(Arc::new(adopted));
+        Ok(n)
+    }
+
+    /// The last applied state.
+    pub fn applied(&self) -> Arc<DesiredState> {
+        self.applied.load_full()
+    }
+
+    /// One sync.
+    pub async fn sync(&mut self, req: SyncRequest) -> Result<(), SyncError> {
+        let span = tracing::info_span!("sync", generation = req.generation, full = req.full);
+        self.sync_inner(req).instrument(span).await
+    }
+
+    async fn sync_inner(&mut self, req: SyncRequest) -> Result<(), SyncError> {
+        let started = Instant::now();
+        let snapshot = self.catalog.snapshot();
+        let plan = plan(&snapshot, &self.settings, started);
+        for c in &plan.conflicts {
+            tracing::warn!(vs = %c.key, kept = %c.kept, dropped = %c.dropped, "two clusters claim one virtual service");
+        }
+        let previous = self.applied.load_full();
+        let mut desired = plan.desired;
+        desired.carry_over(&previous, &plan.unsynced);
+        {
+            let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
+            self.drains.retain(&mut desired, &previous, started, |vs, real| backend.connections(vs, real));
+        }
+        let desired = Arc::new(desired);
+        let backend = self.backend.clone();
+        let name = self.backend_name();
+        let (d, p, full) = (desired.clone(), previous.clone(), req.full);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
+            b.apply(&d, if full { None } else { Some(&p) })
+        })
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?;
+        let report = match result {
+            Ok(r) => r,
+            Err(source) => {
+                self.metrics.sync_failures.inc();
+                return Err(SyncError::Backend { backend: name, source });
+            }
+        };
+        self.applied.store(desired.clone());
+        if let Some(aliases) = &self.aliases {
+            let changes = aliases.sync(&desired.vips()).await.inspect_err(|_| {
+                self.metrics.sync_failures.inc();
+            })?;
+            if !changes.added.is_empty() || !changes.removed.is_empty() {
+                tracing::debug!(added = changes.added.len(), removed = changes.removed.len(), "aliases changed");
+            }
+        }
+        let elapsed = started.elapsed();
+        self.record(&snapshot, &plan.generations, &desired, req.full, elapsed);
+        self.schedule_timers(&snapshot);
+        tracing::info!(
+            services = desired.services.len(),
+            operations = report.operations,
+            draining = self.drains.len(),
+            unsynced = plan.unsynced.len(),
+            expired = plan.expired.len(),
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "synced"
+        );
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        snapshot: &Snapshot,
+        generations: &BTreeMap<String, u64>,
+        desired: &DesiredState,
+        full: bool,
+        elapsed: Duration,
+    ) {
+        let m = &self.metrics;
+        let kind = if full { "full" } else { "partial" };
+        m.sync_duration.get_or_create(&KindLabel { kind: kind.into() }).observe(elapsed.as_secs_f64());
+        let now = SystemTime::now();
+        m.last_success.set(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+        for (cluster, generation) in generations {
+            let seen_before = self.generations.get(cluster);
+            if seen_before.is_some_and(|g| g != generation) {
+                if let Some(changed) = snapshot.cluster(cluster).and_then(|c| c.status.last_update) {
+                    let latency = now.duration_since(changed).unwrap_or_default();
+                    m.programming_latency.observe(latency.as_secs_f64());
+                }
+            }
+            self.generations.insert(cluster.clone(), *generation);
+        }
+        let counts = desired.counts();
+        for view in snapshot.clusters.values().filter(|v| !v.local) {
+            let (s, r) = counts.get(view.name.as_str()).copied().unwrap_or_default();
+            let label = ClusterLabel { cluster: view.name.clone() };
+            m.services.get_or_create(&label).set(s as i64);
+            m.real_servers.get_or_create(&label).set(r as i64);
+        }
+        m.draining.set(self.drains.len() as i64);
+    }
+
+    /// The next moment a sync is due without any catalog change: a drain deadline, or
+    /// a disconnected cluster reaching the stale-rules expiry.
+    fn schedule_timers(&self, snapshot: &Snapshot) {
+        let mut next = self.drains.next_deadline();
+        let expiry = self.settings.stale_rules_expiry;
+        if !expiry.is_zero() {
+            for view in snapshot.clusters.values().filter(|v| !v.local) {
+                if let Some(since) = view.status.disconnected_since {
+                    let at = since + expiry + Duration::from_millis(1);
+                    if at > Instant::now() {
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                    }
+                }
+            }
+        }
+        *self.wake_at.lock().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    /// Runs the loop until the catalog is dropped.
+    pub async fn run(self, timing: SyncTiming) {
+        let (kick, kicks) = watch::channel(0u64);
+        let mut changes = self.catalog.subscribe();
+        let wake_at = self.wake_at.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    r = changes.changed() => {
+                        if r.is_err() { break; }
+                        kick.send_modify(|g| *g += 1);
+                    }
+                    _ = tick.tick() => {
+                        let due = wake_at.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| t <= Instant::now());
+                        if due {
+                            *wake_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                            kick.send_modify(|g| *g += 1);
+                        }
+                    }
+                }
+            }
+        });
+        let me = Arc::new(tokio::sync::Mutex::new(self));
+        SyncRunner::new(timing)
+            .run(kicks, move |req| {
+                let me = me.clone();
+                async move { me.lock().await.sync(req).await }
+            })
+            .await;
+    }
+}

@@ -1,0 +1,272 @@
+//! Network-namespace harness for the proxy's data-plane tests.
+//!
+//! Topology (one set per test, names `cwp-<pid>-<tag>-…` so tests run in parallel):
+//!
+//! ```text
+//!  ns P (client + proxy)                       ns B1..Bn (backends)
+//!  br0 198.51.100.1/24 ── veth ──────────────── eth0 198.51.100.1i/24, default via .1
+//!  (VIP aliases 192.0.2.x/32 on br0)            TCP+UDP echo on :8080 answering "<name>"
+//! ```
+//!
+//! Test ranges: service IPs 192.0.2.0/24 (RFC 5737 TEST-NET-1), pod IPs 198.51.100.0/24
+//! (TEST-NET-2). Everything is torn down by `Drop`, also when a test fails; every wait is
+//! bounded.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+
+pub const BACKEND_PORT: u16 = 8080;
+
+/// Runs a command, failing the test on a non-zero status.
+pub fn run(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`. Sockets it returns stay
+/// in that namespace.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = File::open(&path).expect("netns file");
+        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: String) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        run(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// TCP and UDP echo servers in one namespace: each line (or datagram) is answered with
+/// `<name>\n`.
+pub struct Echo {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Echo {
+    pub fn start(ns: &str, name: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tcp, udp) = in_ns(ns, || {
+            let tcp = TcpListener::bind(("0.0.0.0", BACKEND_PORT)).expect("bind tcp");
+            let udp = UdpSocket::bind(("0.0.0.0", BACKEND_PORT)).expect("bind udp");
+            (tcp, udp)
+        });
+        tcp.set_nonblocking(true).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut threads = Vec::new();
+        let (s, n) = (stop.clone(), name.to_string());
+        threads.push(std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((conn, _)) => {
+                        let (s, n) = (s.clone(), n.clone());
+                        std::thread::spawn(move || serve_tcp(conn, &n, &s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }));
+        let (s, n) = (stop.clone(), name.to_string());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(format!("{n}\n").as_bytes(), from);
+                }
+            }
+        }));
+        Echo { stop, threads }
+    }
+}
+
+fn serve_tcp(conn: TcpStream, name: &str, stop: &AtomicBool) {
+    conn.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        match reader.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                if writer.write_all(format!("{name}\n").as_bytes()).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The whole topology.
+pub struct Lab {
+    pub proxy_ns: String,
+    pub backends: Vec<(String, String)>,
+    _echo: Vec<Echo>,
+    _ns: Vec<Netns>,
+}
+
+impl Lab {
+    /// A proxy namespace and `n` backends named `b1..bn` at 198.51.100.11.. .
+    pub fn new(tag: &str, n: usize) -> Lab {
+        let base = format!("cwp-{}-{tag}", std::process::id());
+        let p = Netns::new(format!("{base}-p"));
+        let mut nss = vec![];
+        run(&format!(
+            "ip -n {p} link add br0 type bridge && ip -n {p} addr add 198.51.100.1/24 dev br0 && ip -n {p} link set br0 up",
+            p = p.0
+        ));
+        let mut backends = vec![];
+        let mut echo = vec![];
+        for i in 1..=n {
+            let b = Netns::new(format!("{base}-b{i}"));
+            run(&format!(
+                "ip -n {p} link add v{i} type veth peer name eth0 netns {b} && ip -n {p} link set v{i} master br0 up && \
+                 ip -n {b} addr add 198.51.100.{ip}/24 dev eth0 && ip -n {b} link set eth0 up && \
+                 ip -n {b} route add default via 198.51.100.1",
+                p = p.0,
+                b = b.0,
+                ip = 10 + i
+            ));
+            let name = format!("b{i}");
+            echo.push(Echo::start(&b.0, &name));
+            backends.push((name, format!("198.51.100.{}", 10 + i)));
+            nss.push(b);
+        }
+        let proxy_ns = p.0.clone();
+        nss.insert(0, p);
+        Lab { proxy_ns, backends, _echo: echo, _ns: nss }
+    }
+
+    /// A new TCP connection from the proxy namespace.
+    pub fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
+        in_ns(&self.proxy_ns, move || TcpStream::connect_timeout(&to, Duration::from_secs(2)))
+    }
+
+    /// One UDP request from a fresh socket; the answer.
+    pub fn udp_ask(&self, to: SocketAddr) -> std::io::Result<String> {
+        let sock = in_ns(&self.proxy_ns, || UdpSocket::bind("0.0.0.0:0"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        sock.send_to(b"hi\n", to)?;
+        let mut buf = [0u8; 64];
+        let (n, _) = sock.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+    }
+
+    /// GET on the proxy's telemetry port inside the proxy namespace.
+    pub fn http_get(&self, addr: SocketAddr, path: &str) -> std::io::Result<String> {
+        let path = path.to_string();
+        in_ns(&self.proxy_ns, move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+        })
+    }
+
+    /// Runs a command in the proxy namespace.
+    pub fn sh(&self, cmd: &str) -> String {
+        run(&format!("ip netns exec {} sh -c '{}'", self.proxy_ns, cmd))
+    }
+}
+
+/// Asks once over an open connection and reads one answer line.
+pub fn ask(conn: &mut TcpStream) -> std::io::Result<String> {
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.write_all(b"hi\n")?;
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf)?;
+    if n == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The real `causeway-proxy` binary running inside a namespace; killed on drop.
+pub struct ProxyProcess {
+    child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl ProxyProcess {
+    pub fn start(ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> Self {
+        let out = File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_causeway-proxy"), "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,causeway_proxy=debug")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn causeway-proxy");
+        ProxyProcess { child, log }
+    }
+
+    /// Kills the process (SIGKILL): nothing is cleaned up, as after a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

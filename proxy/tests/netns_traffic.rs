@@ -1,0 +1,254 @@
+//! Real traffic through the real `causeway-proxy` binary (nftables backend) in network
+//! namespaces: round robin over TCP and UDP, the `/ipvs` view, VIP aliases, draining,
+//! and a restart that keeps an open connection.
+//!
+//! Test ranges: remote service IPs 192.0.2.0/24, remote pod IPs 198.51.100.0/24; the
+//! local cluster uses 10.1.0.0/16 and 10.2.0.0/16 and has no objects.
+
+mod netns;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use netns::{Lab, ProxyProcess, ask, wait_for};
+
+const TELEMETRY: &str = "127.0.0.1:9154";
+const VIP_TCP: &str = "192.0.2.10:80";
+const VIP_UDP: &str = "192.0.2.10:53";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn telemetry() -> SocketAddr {
+    TELEMETRY.parse().unwrap()
+}
+
+/// Writes the config and an empty local cluster into `dir`.
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("a.yaml"), "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
+    let config = dir.join("causeway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster: a
+clusters:
+- name: a
+  podCIDRs: [10.1.0.0/16]
+  serviceCIDRs: [10.2.0.0/16]
+  source: {{file: a.yaml}}
+- name: b
+  podCIDRs: [198.51.100.0/24]
+  serviceCIDRs: [192.0.2.0/24]
+  source: {{file: b.yaml}}
+proxy:
+  interface: br0
+  backend: nftables
+  metricsListen: {TELEMETRY}
+  minSyncInterval: 10ms
+  gracefulTerminationPeriod: 3s
+"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Cluster b: service demo/web (TCP 80 and UDP 53, both to port 8080) with the given
+/// endpoints `(ip, ready, terminating)`; no service at all when `endpoints` is None.
+fn write_cluster_b(dir: &Path, endpoints: Option<&[(&str, bool, bool)]>) {
+    let text = match endpoints {
+        None => "apiVersion: v1\nkind: List\nitems: []\n".to_string(),
+        Some(eps) => {
+            let mut t = String::from(
+                "apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  clusterIP: 192.0.2.10
+  ports:
+  - {name: http, port: 80, protocol: TCP, targetPort: 8080}
+  - {name: dns, port: 53, protocol: UDP, targetPort: 8080}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: demo, generation: 4, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports:
+- {name: http, port: 8080, protocol: TCP}
+- {name: dns, port: 8080, protocol: UDP}
+endpoints:
+",
+            );
+            for (ip, ready, terminating) in eps {
+                t.push_str(&format!(
+                    "- addresses: [{ip}]\n  conditions: {{ready: {ready}, serving: true, terminating: {terminating}}}\n"
+                ));
+            }
+            if eps.is_empty() {
+                t = t.replace("endpoints:\n", "endpoints: []\n");
+            }
+            t
+        }
+    };
+    // Write and rename, so the file source never reads half a file.
+    let tmp = dir.join("b.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join("b.yaml")).unwrap();
+}
+
+fn ipvs(lab: &Lab) -> Option<String> {
+    lab.http_get(telemetry(), "/ipvs").ok().filter(|t| t.starts_with("IP Virtual Server"))
+}
+
+fn wait_reals(lab: &Lab, proxy: &ProxyProcess, n: usize) -> String {
+    let mut last = String::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(WAIT, &format!("{n} real servers per service in /ipvs"), || {
+            let t = ipvs(lab)?;
+            last = t.clone();
+            (t.matches(" Masq ").count() == 2 * n).then_some(t)
+        })
+    }));
+    r.unwrap_or_else(|_| panic!("last /ipvs:\n{last}\nproxy log:\n{}", proxy.log_text()))
+}
+
+#[test]
+fn remote_service_round_robin_over_tcp_and_udp_with_ipvsadm_view_and_aliases() {
+    let lab = Lab::new("rr", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let eps: Vec<_> = lab.backends.iter().map(|(_, ip)| (ip.as_str(), true, false)).collect();
+    write_cluster_b(dir.path(), Some(&eps));
+    // An address that is not ours, equal to no VIP: it must survive every sync.
+    lab.sh("ip addr add 192.0.2.77/32 dev br0");
+    let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
+
+    let view = wait_reals(&lab, &proxy, 3);
+    assert_eq!(
+        view,
+        "\
+IP Virtual Server version 0.0.0 (size=0)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.10:80 rr
+  -> 198.51.100.11:8080           Masq    1      0          0         
+  -> 198.51.100.12:8080           Masq    1      0          0         
+  -> 198.51.100.13:8080           Masq    1      0          0         
+UDP  192.0.2.10:53 rr
+  -> 198.51.100.11:8080           Masq    1      0          0         
+  -> 198.51.100.12:8080           Masq    1      0          0         
+  -> 198.51.100.13:8080           Masq    1      0          0         
+"
+    );
+    let explain = lab.http_get(telemetry(), "/ipvs?explain").unwrap();
+    assert!(
+        explain.contains("TCP  192.0.2.10:80 rr  # cluster=b service=demo/web:http generation=4\n"),
+        "{explain}"
+    );
+
+    // TCP: every connection goes to the next backend in turn.
+    let names: Vec<String> = (0..6)
+        .map(|_| {
+            let mut c = lab.connect(VIP_TCP.parse().unwrap()).expect("connect to the VIP");
+            ask(&mut c).expect("answer")
+        })
+        .collect();
+    let first: BTreeSet<_> = names[..3].iter().cloned().collect();
+    assert_eq!(first, ["b1", "b2", "b3"].map(String::from).into(), "{names:?}");
+    assert_eq!(names[..3], names[3..], "round robin repeats in the same order: {names:?}");
+
+    // UDP: each new flow goes to the next backend.
+    let udp: BTreeSet<String> = (0..6).map(|_| lab.udp_ask(VIP_UDP.parse().unwrap()).expect("udp answer")).collect();
+    assert_eq!(udp, ["b1", "b2", "b3"].map(String::from).into());
+
+    // Stats: six TCP connections scheduled.
+    let stats = lab.http_get(telemetry(), "/ipvs?stats").unwrap();
+    assert!(stats.contains("TCP  192.0.2.10:80                       6        0"), "{stats}");
+    let json = lab.http_get(telemetry(), "/ipvs.json").unwrap();
+    assert!(json.contains("\"namespace\": \"demo\""), "{json}");
+
+    // The VIP is an alias on br0, marked as ours; the foreign address is untouched.
+    let addrs = lab.sh("ip -o addr show dev br0");
+    assert!(addrs.contains("inet 192.0.2.10/32") && addrs.contains("br0:cw"), "{addrs}");
+    assert!(addrs.contains("inet 192.0.2.77/32"), "{addrs}");
+
+    // The service goes: its alias and virtual services go, the foreign address stays.
+    write_cluster_b(dir.path(), None);
+    wait_for(WAIT, "alias removed", || {
+        (!lab.sh("ip -o addr show dev br0").contains("192.0.2.10/32")).then_some(())
+    });
+    wait_for(WAIT, "no virtual service", || ipvs(&lab).filter(|t| !t.contains("TCP  ")));
+    assert!(lab.sh("ip -o addr show dev br0").contains("inet 192.0.2.77/32"));
+    let metrics = lab.http_get(telemetry(), "/metrics").unwrap();
+    assert!(metrics.contains("causeway_proxy_sync_duration_seconds_count{kind=\"full\"} 1"), "{metrics}");
+    assert!(metrics.contains("causeway_proxy_network_programming_latency_seconds_count"), "{metrics}");
+}
+
+#[test]
+fn endpoint_removal_drains_without_resetting_an_open_connection() {
+    let lab = Lab::new("drain", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    write_cluster_b(dir.path(), Some(&[("198.51.100.11", true, false), ("198.51.100.12", true, false)]));
+    let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
+    wait_reals(&lab, &proxy, 2);
+
+    let mut conn = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+    let first = ask(&mut conn).unwrap();
+    let (gone_ip, kept_ip, kept) = if first == "b1" {
+        ("198.51.100.11", "198.51.100.12", "b2")
+    } else {
+        ("198.51.100.12", "198.51.100.11", "b1")
+    };
+
+    // The endpoint goes from the slice: kept at weight 0 while it drains.
+    write_cluster_b(dir.path(), Some(&[(kept_ip, true, false)]));
+    let draining = format!("  -> {:<28} Masq    0 ", format!("{gone_ip}:8080"));
+    wait_for(WAIT, "weight 0 while draining", || ipvs(&lab).filter(|t| t.contains(&draining)));
+    assert_eq!(ask(&mut conn).unwrap(), first, "the open connection still reaches its backend");
+    for _ in 0..4 {
+        let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+        assert_eq!(ask(&mut c).unwrap(), kept, "no new connection to a draining backend");
+    }
+    // After the grace period it is gone from the rules; the connection lives on.
+    wait_for(WAIT, "drained real server removed", || {
+        ipvs(&lab).filter(|t| !t.contains(&format!("{gone_ip}:8080")))
+    });
+    assert_eq!(ask(&mut conn).unwrap(), first);
+
+    // A terminating-but-serving endpoint also gets weight 0 (from the slice itself).
+    write_cluster_b(dir.path(), Some(&[(kept_ip, true, false), (gone_ip, false, true)]));
+    wait_for(WAIT, "terminating endpoint at weight 0", || ipvs(&lab).filter(|t| t.contains(&draining)));
+    assert_eq!(ask(&mut conn).unwrap(), first);
+}
+
+#[test]
+fn restart_adopts_the_rules_and_keeps_an_open_connection() {
+    let lab = Lab::new("restart", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    write_cluster_b(dir.path(), Some(&[("198.51.100.11", true, false), ("198.51.100.12", true, false)]));
+    let mut proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
+    let before = wait_reals(&lab, &proxy, 2);
+    let mut conn = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+    let first = ask(&mut conn).unwrap();
+
+    // A crash: rules and aliases stay, traffic keeps flowing.
+    proxy.kill();
+    let table = lab.sh("nft list table inet causeway");
+    assert!(table.contains("chain svc-"), "{table}");
+    assert_eq!(ask(&mut conn).unwrap(), first);
+    let mut c = lab.connect(VIP_TCP.parse().unwrap()).expect("new connections work while the proxy is down");
+    assert!(ask(&mut c).is_ok());
+
+    let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy2.log"));
+    wait_for(WAIT, "adopted and synced", || {
+        let log = proxy.log_text();
+        (log.contains("adopted the kernel state") && log.contains("services=2") && log.contains("synced"))
+            .then_some(())
+    });
+    assert_eq!(wait_reals(&lab, &proxy, 2), before);
+    assert_eq!(ask(&mut conn).unwrap(), first, "the open connection survived the restart");
+    let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+    assert!(ask(&mut c).is_ok());
+}

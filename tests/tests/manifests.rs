@@ -1,0 +1,150 @@
+//! The manifests users apply: every overlay renders, every object validates offline
+//! against the Kubernetes 1.33 schemas (`kubernetes-validate --strict`), and the
+//! configuration they ship is accepted by our own config loader.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
+}
+
+fn render(dir: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(manifests().join(dir))
+        .output()
+        .expect("kubectl is needed to render the manifests (tests/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn validate(dir: &str, rendered: &str) -> String {
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), rendered).unwrap();
+    let out = Command::new("kubernetes-validate")
+        .args(["-k", "1.33.0", "--strict"])
+        .arg(file.path())
+        .output()
+        .expect("kubernetes-validate is needed (pip install kubernetes-validate; tests/install-deps.sh does it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{dir} does not validate:\n{text}");
+    assert!(!text.contains("ERROR"), "{dir}:\n{text}");
+    text
+}
+
+fn documents(rendered: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(rendered).unwrap()
+}
+
+fn shipped_config(docs: &[serde_json::Value]) -> String {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("causeway-config")
+        })
+        .and_then(|d| d["data"]["config.yaml"].as_str())
+        .expect("a causeway-config ConfigMap with config.yaml")
+        .to_string()
+}
+
+#[test]
+fn kubernetes_overlay_renders_and_validates() {
+    let rendered = render("");
+    let report = validate("manifests/", &rendered);
+    assert!(
+        !report.contains("WARN"),
+        "every object of the plain overlay has a schema:\n{report}"
+    );
+    let docs = documents(&rendered);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "DaemonSet",
+        "Deployment",
+        "MutatingWebhookConfiguration",
+        "ClusterRole",
+        "Role",
+    ] {
+        assert!(kinds.contains(&kind), "missing {kind}: {kinds:?}");
+    }
+    let config = shipped_config(&docs);
+    let cfg = causeway_shared::config::Config::from_yaml(
+        Path::new("manifests/base/config.yaml"),
+        &config,
+    )
+    .unwrap_or_else(|e| panic!("the shipped configuration is rejected: {e}"));
+    assert_eq!(
+        cfg.tunnel.steering,
+        causeway_shared::config::SteeringMode::None
+    );
+}
+
+#[test]
+fn openshift_overlay_renders_and_validates() {
+    let rendered = render("openshift");
+    let report = validate("manifests/openshift", &rendered);
+    // The only object without an upstream schema is OpenShift's own SCC.
+    for line in report.lines().filter(|l| l.contains("WARN")) {
+        assert!(line.contains("SecurityContextConstraints"), "{line}");
+    }
+    let docs = documents(&rendered);
+    assert!(
+        docs.iter()
+            .any(|d| d["kind"] == "SecurityContextConstraints")
+    );
+    let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    assert!(
+        ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == "ovs-run"),
+        "the OVS socket is mounted"
+    );
+    let cfg = causeway_shared::config::Config::from_yaml(
+        Path::new("manifests/openshift/config.yaml"),
+        &shipped_config(&docs),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.tunnel.steering,
+        causeway_shared::config::SteeringMode::Ovs
+    );
+}
+
+#[test]
+fn remote_access_renders_and_validates() {
+    let rendered = render("remote-access");
+    validate("manifests/remote-access", &rendered);
+    let docs = documents(&rendered);
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let verbs: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.as_str())
+        })
+        .collect();
+    assert!(
+        verbs.iter().all(|v| ["get", "list", "watch"].contains(v)),
+        "read-only: {verbs:?}"
+    );
+}

@@ -1,0 +1,19 @@
+//! causeway-tunnel: a WireGuard mesh between the nodes of several clusters.
+//!
+//! The control plane follows the workspace's one shape: sources fill the catalog, [`plan`]
+//! turns a snapshot into the desired peers, routes, MSS clamp and steering flows, and
+//! [`reconcile`] applies them through narrow traits ([`wg::WgBackend`], [`routes::RouteTable`],
+//! [`mss::Nft`], [`steering::Switch`]).
+
+pub mod fakewg;
+pub mod health;
+pub mod host;
+pub mod keystore;
+pub mod mss;
+pub mod names;
+pub mod plan;
+pub mod publish;
+pub mod reconcile;
+pub mod routes;
+pub mod steering;
+pub mod wg;

@@ -1,0 +1,134 @@
+//! `causeway-tunnel --config FILE`: the WireGuard mesh between clusters, on one node.
+//! `causeway-tunnel --config FILE rotate`: replace this node's key (the running tunnel follows).
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use causeway_shared::config::{Config, SteeringMode};
+use causeway_shared::model::ObjectKind;
+use causeway_shared::process::{CommonArgs, Process};
+use causeway_shared::source::client_for;
+use causeway_shared::telemetry;
+use causeway_tunnel::host::NetlinkHost;
+use causeway_tunnel::keystore::KeyStore;
+use causeway_tunnel::mss::NftCli;
+use causeway_tunnel::publish::Publisher;
+use causeway_tunnel::reconcile::{Agent, Identity, Parts, Timing};
+use causeway_tunnel::routes::NetlinkRoutes;
+use causeway_tunnel::steering::{OvsCli, Switch};
+use causeway_tunnel::wg::{self, OpenOptions, WgBackend};
+use clap::{Parser, Subcommand};
+
+/// The Causeway tunnel: WireGuard peers with every node of every remote cluster.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Name of the node this tunnel runs on (downward API `spec.nodeName`).
+    #[arg(long, env = "CAUSEWAY_NODE_NAME")]
+    node_name: String,
+    /// Namespace of the tunnel's pod, Secret and TunnelEndpoint.
+    #[arg(long, env = "CAUSEWAY_POD_NAMESPACE", default_value = "causeway")]
+    namespace: String,
+    /// Name of the tunnel's own pod (labelled for the per-node Service).
+    #[arg(long, env = "CAUSEWAY_POD_NAME")]
+    pod_name: Option<String>,
+    /// The pod's interface on the SDN bridge (its IP and MAC steer traffic with `steering: ovs`).
+    #[arg(long, env = "CAUSEWAY_POD_INTERFACE", default_value = "eth0")]
+    pod_interface: String,
+    /// Never use kernel WireGuard, even when the module is present.
+    #[arg(long, env = "CAUSEWAY_TUNNEL_USERSPACE")]
+    userspace: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generates a new key for this node and stores it; the running tunnel reconfigures its
+    /// device and republishes its TunnelEndpoint, and the peers follow.
+    Rotate,
+}
+
+async fn local_client(config: &Config) -> Result<kube::Client> {
+    let local = config.local();
+    client_for(&local.source, std::time::Duration::from_secs(30))
+        .await
+        .with_context(|| format!("cluster {:?}: API client of the local cluster", local.name))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let config = args.common.init();
+    let client = local_client(&config).await?;
+    let keystore = KeyStore::new(client.clone(), &args.namespace, &args.node_name);
+
+    if let Some(Command::Rotate) = args.command {
+        let public = keystore.rotate().await?;
+        println!("{public}");
+        return Ok(());
+    }
+
+    let (stored, created) = keystore.load_or_create().await?;
+    tracing::info!(public_key = %stored.key.public_key(), created, "node key ready");
+    let mut opts = OpenOptions::new(config.tunnel.interface.clone());
+    opts.mtu = config.tunnel.mtu;
+    opts.force_userspace = args.userspace;
+    let backend: Arc<dyn WgBackend> = Arc::from(wg::open(&opts).await?);
+    let routes = NetlinkRoutes::connect()?;
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    let switch: Option<Arc<dyn Switch>> = match config.tunnel.steering {
+        SteeringMode::Ovs => Some(Arc::new(OvsCli::default())),
+        SteeringMode::None => None,
+    };
+    let publisher = Publisher::new(
+        client,
+        &args.namespace,
+        &args.node_name,
+        args.pod_name.clone(),
+        config.tunnel.endpoint.clone(),
+        config.tunnel.listen_port,
+    );
+
+    let process = Process::new(config);
+    process.start_default_sources(&[ObjectKind::Node, ObjectKind::TunnelEndpoint]);
+    let agent = process.with_registry(|reg| {
+        Agent::start(
+            process.config.clone(),
+            Identity {
+                node: args.node_name.clone(),
+                namespace: args.namespace.clone(),
+                pod_name: args.pod_name.clone(),
+                pod_interface: args.pod_interface.clone(),
+            },
+            process.catalog.clone(),
+            Parts {
+                backend,
+                routes: Arc::new(routes),
+                nft: Arc::new(NftCli::default()),
+                switch,
+                host: Arc::new(NetlinkHost(handle)),
+            },
+            stored.key,
+            Some(keystore),
+            Some(publisher),
+            reg,
+            Timing::default(),
+        )
+    });
+    let router = process.telemetry_router().merge(agent.router());
+    let addr = telemetry::serve(process.config.tunnel.metrics_listen, router).await?;
+    tracing::info!(%addr, "serving /metrics /healthz /readyz /status /wg");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    agent.shutdown().await;
+    Ok(())
+}

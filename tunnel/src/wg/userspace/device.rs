@@ -1,0 +1,396 @@
+//! The data path: threads moving packets between the TUN queues and the UDP sockets.
+//!
+//! - one *outbound* thread per TUN queue: read a batch of packets (non-blocking reads until the
+//!   queue is empty), route each by allowed IPs, encrypt, and send the batch with `sendmmsg`, with
+//!   consecutive equal-size datagrams to one endpoint glued into UDP GSO trains;
+//! - one *inbound* thread per UDP socket (`SO_REUSEPORT`): `recvmmsg` a batch (each message may be a
+//!   UDP GRO train), find the peer by receiver index (or, for handshake initiations, by the static
+//!   key after the MAC/cookie check), decrypt, check the inner source against the peer's allowed
+//!   IPs, write to TUN;
+//! - one timer thread (see `timers.rs`).
+//!
+//! The configuration is a [`State`] behind an `RwLock` that the data path reads once per batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519;
+use socket2::Socket;
+
+use super::allowed_ips::AllowedIps;
+use super::peer::Peer;
+use super::sys::{self, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RecvBatch, SendMsg};
+use super::tun::TunQueue;
+use crate::wg::PublicKey;
+
+/// How long a blocked thread waits before looking at the stop flag.
+pub(crate) const POLL: Duration = Duration::from_millis(200);
+/// Packets per batch.
+const BATCH: usize = 64;
+/// Room for one encrypted packet: MTU up to 65535 is not supported; 1500 + headers is.
+const SLOT: usize = 2048;
+/// Handshakes per second before cookies are demanded (boringtun's device default).
+pub(crate) const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+/// The device's private key.
+pub(crate) struct Keys {
+    pub secret: x25519::StaticSecret,
+    pub public: x25519::PublicKey,
+}
+
+/// Configuration the data path reads.
+#[derive(Default)]
+pub(crate) struct State {
+    pub keys: Option<Keys>,
+    pub rate_limiter: Option<Arc<RateLimiter>>,
+    pub peers: BTreeMap<PublicKey, Arc<Peer>>,
+    pub by_index: HashMap<u32, Arc<Peer>>,
+    pub routes: AllowedIps<Arc<Peer>>,
+    /// The socket outbound packets leave from.
+    pub send: Option<Arc<Socket>>,
+    pub listen_port: u16,
+}
+
+impl State {
+    pub fn rebuild_routes(&mut self) {
+        let entries: Vec<_> = self
+            .peers
+            .values()
+            .flat_map(|p| {
+                p.config()
+                    .allowed_ips
+                    .into_iter()
+                    .map(move |net| (net, Arc::clone(p)))
+            })
+            .collect();
+        self.routes = AllowedIps::build(entries);
+    }
+}
+
+/// What every thread shares.
+pub(crate) struct Shared {
+    state: RwLock<State>,
+    pub tun: Vec<TunQueue>,
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(tun: Vec<TunQueue>) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            tun,
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends one datagram, counting it for the peer.
+pub(crate) fn send_one(sock: &Socket, peer: &Peer, dst: SocketAddr, data: &[u8]) {
+    match sys::send_batch(
+        sock,
+        &[SendMsg {
+            dst,
+            data,
+            segment: 0,
+        }],
+    ) {
+        Ok(()) => peer.sent(data.len()),
+        Err(e) => tracing::trace!(error = %e, %dst, "send failed"),
+    }
+}
+
+/// A run of encrypted datagrams in the arena that go out as one GSO send.
+struct Run {
+    peer: Arc<Peer>,
+    dst: SocketAddr,
+    start: usize,
+    end: usize,
+    segment: usize,
+    count: usize,
+    /// The last datagram was shorter than `segment`: nothing may follow it.
+    closed: bool,
+}
+
+/// Outbound loop of one TUN queue.
+pub(crate) fn outbound(shared: Arc<Shared>, queue: usize) {
+    let tun = &shared.tun[queue];
+    let mut inbuf = vec![[0u8; SLOT]; BATCH];
+    let mut lens = [0usize; BATCH];
+    let mut arena = vec![0u8; BATCH * SLOT];
+    let mut runs: Vec<Run> = Vec::with_capacity(BATCH);
+    let mut gso = true;
+    while !shared.stopped() {
+        match sys::poll_readable(tun, POLL) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "poll tun");
+                std::thread::sleep(POLL);
+                continue;
+            }
+        }
+        let mut n = 0;
+        while n < BATCH {
+            match tun.read(&mut inbuf[n]) {
+                Ok(len) => {
+                    lens[n] = len;
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read tun");
+                    break;
+                }
+            }
+        }
+        if n == 0 {
+            continue;
+        }
+        let state = shared.read();
+        let Some(sock) = state.send.clone() else {
+            continue;
+        };
+        runs.clear();
+        let mut cursor = 0;
+        for (pkt, &len) in inbuf.iter().zip(&lens).take(n) {
+            let pkt = &pkt[..len];
+            let Some(dst_ip) = Tunn::dst_address(pkt) else {
+                continue;
+            };
+            let Some(peer) = state.routes.lookup(dst_ip) else {
+                continue;
+            };
+            let Some(dst) = peer.endpoint() else { continue };
+            let out = &mut arena[cursor..cursor + SLOT];
+            let written = match peer.tunn().encapsulate(pkt, out) {
+                TunnResult::WriteToNetwork(p) => p.len(),
+                TunnResult::Err(e) => {
+                    tracing::trace!(error = ?e, "encapsulate");
+                    continue;
+                }
+                _ => continue, // queued until the handshake completes
+            };
+            let start = cursor;
+            cursor += written;
+            let joins = gso
+                && runs.last().is_some_and(|r| {
+                    Arc::ptr_eq(&r.peer, peer)
+                        && r.dst == dst
+                        && !r.closed
+                        && r.end == start
+                        && written <= r.segment
+                        && r.count < MAX_GSO_SEGMENTS
+                        && r.end - r.start + written <= MAX_GSO_BYTES
+                });
+            if joins {
+                let r = runs.last_mut().expect("checked above");
+                r.end = cursor;
+                r.count += 1;
+                r.closed = written < r.segment;
+            } else {
+                runs.push(Run {
+                    peer: Arc::clone(peer),
+                    dst,
+                    start,
+                    end: cursor,
+                    segment: written,
+                    count: 1,
+                    closed: false,
+                });
+            }
+        }
+        drop(state);
+        if runs.is_empty() {
+            continue;
+        }
+        let msgs: Vec<SendMsg<'_>> = runs
+            .iter()
+            .map(|r| SendMsg {
+                dst: r.dst,
+                data: &arena[r.start..r.end],
+                segment: if r.count > 1 {
+                    u16::try_from(r.segment).unwrap_or(0)
+                } else {
+                    0
+                },
+            })
+            .collect();
+        match sys::send_batch(&sock, &msgs) {
+            Ok(()) => {}
+            Err(e)
+                if gso
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
+                    ) =>
+            {
+                // No UDP GSO here (old kernel, or a device that refuses it): send singly from now on.
+                tracing::info!(error = %e, "udp gso unavailable, sending datagrams singly");
+                gso = false;
+                let singles: Vec<SendMsg<'_>> = runs
+                    .iter()
+                    .flat_map(|r| {
+                        arena[r.start..r.end].chunks(r.segment).map(|c| SendMsg {
+                            dst: r.dst,
+                            data: c,
+                            segment: 0,
+                        })
+                    })
+                    .collect();
+                let _ = sys::send_batch(&sock, &singles);
+            }
+            Err(e) => tracing::trace!(error = %e, "sendmmsg"),
+        }
+        for r in &runs {
+            r.peer.sent(r.end - r.start);
+        }
+    }
+}
+
+/// Inbound loop of one UDP socket.
+pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBool>, queue: usize) {
+    let tun = &shared.tun[queue % shared.tun.len()];
+    let mut batch = RecvBatch::new(16, 65_536);
+    let mut out = vec![0u8; 65_536];
+    while !shared.stopped() && !stop.load(Ordering::Relaxed) {
+        match batch.recv(&sock) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recvmmsg");
+                std::thread::sleep(POLL);
+                continue;
+            }
+        }
+        let state = shared.read();
+        for (src, data, segment) in batch.messages() {
+            for datagram in data.chunks(segment) {
+                handle_datagram(&state, &sock, tun, src, datagram, &mut out);
+            }
+        }
+    }
+}
+
+fn handle_datagram(
+    state: &State,
+    sock: &Socket,
+    tun: &TunQueue,
+    src: SocketAddr,
+    datagram: &[u8],
+    out: &mut [u8],
+) {
+    if datagram.len() < 4 {
+        return;
+    }
+    let index_at = |off: usize| {
+        datagram
+            .get(off..off + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) >> 8)
+    };
+    let peer = match datagram[0] {
+        // Data and cookie replies carry our index at 4, handshake responses at 8.
+        4 | 3 => index_at(4).and_then(|i| state.by_index.get(&i)),
+        2 => index_at(8).and_then(|i| state.by_index.get(&i)),
+        1 => {
+            // An initiation names its sender only inside the encryption: check MACs (and demand a
+            // cookie when under load) before spending a Diffie-Hellman on it.
+            let (Some(keys), Some(limiter)) = (&state.keys, &state.rate_limiter) else {
+                return;
+            };
+            let mut cookie = [0u8; 64];
+            match limiter.verify_packet(Some(src.ip()), datagram, &mut cookie) {
+                Ok(Packet::HandshakeInit(init)) => {
+                    parse_handshake_anon(&keys.secret, &keys.public, &init)
+                        .ok()
+                        .and_then(|half| {
+                            state
+                                .peers
+                                .get(&PublicKey::from_bytes(half.peer_static_public))
+                        })
+                }
+                Err(TunnResult::WriteToNetwork(reply)) => {
+                    let _ = sys::send_batch(
+                        sock,
+                        &[SendMsg {
+                            dst: src,
+                            data: reply,
+                            segment: 0,
+                        }],
+                    );
+                    return;
+                }
+                _ => return,
+            }
+        }
+        _ => return,
+    };
+    let Some(peer) = peer else { return };
+    let mut tunn = peer.tunn();
+    match tunn.decapsulate(Some(src.ip()), datagram, out) {
+        TunnResult::WriteToTunnelV4(packet, from) => {
+            let from = std::net::IpAddr::V4(from);
+            if state
+                .routes
+                .lookup(from)
+                .is_some_and(|p| Arc::ptr_eq(p, peer))
+            {
+                let _ = tun.write(packet);
+            }
+        }
+        TunnResult::WriteToTunnelV6(packet, from) => {
+            let from = std::net::IpAddr::V6(from);
+            if state
+                .routes
+                .lookup(from)
+                .is_some_and(|p| Arc::ptr_eq(p, peer))
+            {
+                let _ = tun.write(packet);
+            }
+        }
+        TunnResult::WriteToNetwork(reply) => {
+            send_one(sock, peer, src, reply);
+            // A completed handshake releases the packets queued while it ran.
+            while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], out) {
+                send_one(sock, peer, src, queued);
+            }
+        }
+        TunnResult::Done => {}
+        TunnResult::Err(e) => {
+            tracing::trace!(error = ?e, %src, "decapsulate");
+            return;
+        }
+    }
+    drop(tunn);
+    peer.received(datagram.len());
+    peer.set_endpoint(src);
+}

@@ -1,0 +1,219 @@
+//! Test kit of the control-plane tests (discovery_*, mesh_*): test API servers as clusters,
+//! configuration files for them, and tunnel agents started in-process with injected parts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use causeway_shared::catalog::Catalog;
+use causeway_shared::config::{Config, SourceSpec};
+use causeway_shared::model::ObjectKind;
+use causeway_shared::source::{SourceMetrics, SourceOptions, client_for, spawn_sources};
+use causeway_shared::sync_runner::SyncTiming;
+use causeway_tests::apiserver::TestApiServer;
+use causeway_tunnel::keystore::KeyStore;
+use causeway_tunnel::publish::Publisher;
+use causeway_tunnel::reconcile::{Agent, Identity, Parts, Timing};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+/// Namespace of the tunnels in every test cluster.
+pub const NS: &str = "causeway";
+
+/// One test cluster: its API server, CIDRs and kubeconfig.
+pub struct TestCluster {
+    pub name: String,
+    pub server: TestApiServer,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    pub kubeconfig: PathBuf,
+}
+
+impl TestCluster {
+    pub async fn start(dir: &Path, name: &str, pod_cidr: &str, service_cidr: &str) -> Result<Self> {
+        let server = TestApiServer::start().await;
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        server.write_kubeconfig(&kubeconfig, name)?;
+        Ok(Self {
+            name: name.into(),
+            server,
+            pod_cidr: pod_cidr.into(),
+            service_cidr: service_cidr.into(),
+            kubeconfig,
+        })
+    }
+
+    /// Adds a Node with one pod subnet and an InternalIP.
+    pub fn add_node(&self, name: &str, pod_cidr: &str, internal_ip: &str) -> Result<()> {
+        self.server.apply(&json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name},
+            "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+            "status": {"addresses": [{"type": "InternalIP", "address": internal_ip}]},
+        }))?;
+        Ok(())
+    }
+
+    /// A kube client of this cluster.
+    pub async fn client(&self) -> Result<kube::Client> {
+        Ok(client_for(
+            &SourceSpec::Kubeconfig {
+                path: self.kubeconfig.clone(),
+                context: None,
+            },
+            Duration::from_secs(10),
+        )
+        .await?)
+    }
+
+    /// The TunnelEndpoint `name` as JSON.
+    pub fn tunnel_endpoint(&self, name: &str) -> Option<serde_json::Value> {
+        self.server
+            .get_value("causeway.io/v1alpha1", "TunnelEndpoint", NS, name)
+            .ok()
+            .flatten()
+    }
+}
+
+/// Writes the configuration of a tunnel running in `local`, with `tunnel_yaml` as its
+/// `tunnel:` section (flow style), and loads it.
+pub fn write_config(
+    dir: &Path,
+    local: &str,
+    clusters: &[&TestCluster],
+    tunnel_yaml: &str,
+) -> Result<Config> {
+    let mut text = format!("cluster: {local}\nclusters:\n");
+    for c in clusters {
+        text.push_str(&format!(
+            "  - name: {}\n    podCIDRs: [\"{}\"]\n    serviceCIDRs: [\"{}\"]\n    source: {{ kubeconfig: {} }}\n",
+            c.name,
+            c.pod_cidr,
+            c.service_cidr,
+            c.kubeconfig.display()
+        ));
+    }
+    text.push_str(&format!("tunnel: {tunnel_yaml}\n"));
+    let path = dir.join(format!("config-{local}-{}.yaml", std::process::id()));
+    std::fs::write(&path, text)?;
+    Ok(Config::load(&path)?)
+}
+
+/// Fast loops for tests.
+pub fn fast_timing() -> Timing {
+    Timing {
+        sync: SyncTiming {
+            min_interval: Duration::from_millis(50),
+            full_resync_interval: Duration::from_secs(30),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+        },
+        publish_every: Duration::from_millis(200),
+        key_poll: Duration::from_millis(200),
+        health_every: Duration::from_millis(300),
+        steering_recheck: Duration::from_millis(300),
+    }
+}
+
+/// A running agent with its sources.
+pub struct RunningAgent {
+    pub agent: Agent,
+    pub catalog: Arc<Catalog>,
+    pub registry: Arc<Mutex<Registry>>,
+    sources: AbortOnDrop,
+}
+
+/// Source tasks, aborted when dropped.
+pub struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            s.abort();
+        }
+    }
+}
+
+/// Starts the tunnel control plane of `node` in its local cluster, with the key from the
+/// cluster's Secret (created on first start) and publishing there.
+pub async fn start_agent(
+    config: Config,
+    local: &TestCluster,
+    node: &str,
+    pod_name: Option<&str>,
+    parts: Parts,
+) -> Result<RunningAgent> {
+    let config = Arc::new(config);
+    let client = local.client().await?;
+    let keystore = KeyStore::new(client.clone(), NS, node);
+    let (stored, _) = keystore.load_or_create().await?;
+    let publisher = Publisher::new(
+        client,
+        NS,
+        node,
+        pod_name.map(Into::into),
+        config.tunnel.endpoint.clone(),
+        config.tunnel.listen_port,
+    );
+    let mut registry = Registry::default();
+    let metrics = SourceMetrics::register(&mut registry);
+    let catalog = Catalog::for_config(&config);
+    let sources = spawn_sources(
+        &config,
+        &catalog,
+        &SourceOptions::new(&[ObjectKind::Node, ObjectKind::TunnelEndpoint]),
+        &metrics,
+    );
+    let agent = Agent::start(
+        config,
+        Identity {
+            node: node.into(),
+            namespace: NS.into(),
+            pod_name: pod_name.map(Into::into),
+            pod_interface: "eth0".into(),
+        },
+        catalog.clone(),
+        parts,
+        stored.key,
+        Some(keystore),
+        Some(publisher),
+        &mut registry,
+        fast_timing(),
+    );
+    Ok(RunningAgent {
+        agent,
+        catalog,
+        registry: Arc::new(Mutex::new(registry)),
+        sources: AbortOnDrop(sources),
+    })
+}
+
+/// Polls an async condition every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl RunningAgent {
+    /// Clean shutdown: stops the loops and the sources, removes the steering flows.
+    pub async fn shutdown(self) {
+        let RunningAgent { agent, sources, .. } = self;
+        drop(sources);
+        agent.shutdown().await;
+    }
+}

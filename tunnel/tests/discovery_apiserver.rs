@@ -1,0 +1,224 @@
+//! Discovery against test API servers: a tunnel publishes its key Secret, TunnelEndpoint and
+//! per-node Service in its own cluster; a tunnel of a second cluster sees it as a peer; peers
+//! follow nodes joining and leaving and key rotation.
+//!
+//! Ranges: cluster a pods 10.128.0.0/16 (a1 10.128.0.0/24, a2 10.128.1.0/24), services
+//! 172.30.0.0/16; cluster b pods 10.129.0.0/16 (b1 10.129.0.0/24), services 172.31.0.0/16.
+//! Addresses are RFC 5737: load balancer VIP 192.0.2.100, b1's endpoint 198.51.100.1.
+
+mod cluster_kit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use causeway_tunnel::fakewg::FakeWg;
+use causeway_tunnel::host::StaticHost;
+use causeway_tunnel::keystore::KeyStore;
+use causeway_tunnel::mss::FakeNft;
+use causeway_tunnel::reconcile::Parts;
+use causeway_tunnel::routes::FakeRoutes;
+use causeway_tunnel::wg::PrivateKey;
+use cluster_kit::{NS, TestCluster, eventually, start_agent, write_config};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(15);
+
+fn parts(wg: &Arc<FakeWg>) -> Parts {
+    Parts {
+        backend: wg.clone(),
+        routes: Arc::new(FakeRoutes::default()),
+        nft: Arc::new(FakeNft::default()),
+        switch: None,
+        host: Arc::new(StaticHost::default()),
+    }
+}
+
+fn peer_line(wg: &FakeWg, key: &str) -> Option<String> {
+    wg.dump()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_discover_join_leave_rotate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
+    let b = TestCluster::start(dir.path(), "b", "10.129.0.0/16", "172.31.0.0/16").await?;
+    a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
+    b.add_node("b1", "10.129.0.0/24", "198.51.100.1")?;
+    a.server.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "tunnel-a1", "namespace": NS},
+        "spec": {"nodeName": "a1", "containers": [{"name": "tunnel", "image": "causeway"}]},
+    }))?;
+
+    let cfg_a = write_config(dir.path(), "a", &[&a, &b], "{ endpoint: loadBalancer }")?;
+    let cfg_b = write_config(
+        dir.path(),
+        "b",
+        &[&a, &b],
+        "{ endpoint: { address: \"198.51.100.1:51820\" } }",
+    )?;
+    let wg_a = Arc::new(FakeWg::new("causeway0"));
+    let wg_b = Arc::new(FakeWg::new("causeway0"));
+    let agent_a = start_agent(cfg_a, &a, "a1", Some("tunnel-a1"), parts(&wg_a)).await?;
+    let agent_b = start_agent(cfg_b, &b, "b1", None, parts(&wg_b)).await?;
+    let key_a = agent_a.agent.public_key().to_base64();
+    let key_b = agent_b.agent.public_key().to_base64();
+
+    // a1 published its Secret, its pod label, its Service and its TunnelEndpoint (no VIP yet).
+    eventually(T, "a1's TunnelEndpoint", || async {
+        a.tunnel_endpoint("a1").is_some()
+    })
+    .await?;
+    let secret = a
+        .server
+        .get_value("v1", "Secret", NS, "causeway-tunnel-key-a1")?
+        .expect("secret");
+    assert_eq!(secret["type"], "Opaque");
+    let te = a.tunnel_endpoint("a1").unwrap();
+    assert_eq!(te["spec"]["publicKey"], key_a.as_str());
+    assert_eq!(te["spec"]["node"], "a1");
+    assert_eq!(te["spec"]["podCIDRs"], json!(["10.128.0.0/24"]));
+    assert!(
+        te["spec"].get("endpoint").is_none_or(|e| e.is_null()),
+        "{te}"
+    );
+    let svc = a
+        .server
+        .get_value("v1", "Service", NS, "causeway-tunnel-a1")?
+        .expect("service");
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"causeway.io/tunnel-node": "a1"})
+    );
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "UDP");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 51820);
+    let pod = a
+        .server
+        .get_value("v1", "Pod", NS, "tunnel-a1")?
+        .expect("pod");
+    assert_eq!(pod["metadata"]["labels"]["causeway.io/tunnel-node"], "a1");
+
+    // Before the VIP: b1 already has a1 as a peer (a1 will dial b1), without endpoint.
+    eventually(T, "b1 peers with a1", || async {
+        peer_line(&wg_b, &key_a).is_some()
+    })
+    .await?;
+    assert_eq!(
+        peer_line(&wg_b, &key_a).unwrap(),
+        format!("{key_a} - 10.128.0.0/24,172.30.0.0/16")
+    );
+    eventually(T, "a1 peers with b1", || async {
+        peer_line(&wg_a, &key_b)
+            == Some(format!(
+                "{key_b} 198.51.100.1:51820 10.129.0.0/24,172.31.0.0/16"
+            ))
+    })
+    .await?;
+
+    // The cloud assigns the VIP: a1 publishes it and b1 dials it.
+    let mut svc = svc;
+    svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.100"}]}});
+    a.server.apply(&svc)?;
+    eventually(T, "b1 learns a1's VIP", || async {
+        peer_line(&wg_b, &key_a)
+            == Some(format!(
+                "{key_a} 192.0.2.100:51820 10.128.0.0/24,172.30.0.0/16"
+            ))
+    })
+    .await?;
+
+    // A node joins cluster a, then leaves.
+    let key_a2 = PrivateKey::generate().public_key().to_base64();
+    a.server.apply(&json!({
+        "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
+        "metadata": {"name": "a2", "namespace": NS},
+        "spec": {"node": "a2", "publicKey": key_a2, "endpoint": "192.0.2.102:51820", "podCIDRs": ["10.128.1.0/24"]},
+    }))?;
+    eventually(T, "b1 peers with a2", || async {
+        peer_line(&wg_b, &key_a2) == Some(format!("{key_a2} 192.0.2.102:51820 10.128.1.0/24"))
+    })
+    .await?;
+    let configures = wg_b.configures();
+    a.server
+        .delete_value("causeway.io/v1alpha1", "TunnelEndpoint", NS, "a2")?;
+    eventually(T, "a2 leaves b1's peers", || async {
+        peer_line(&wg_b, &key_a2).is_none()
+    })
+    .await?;
+    assert!(peer_line(&wg_b, &key_a).is_some(), "other peers stay");
+    assert!(wg_b.configures() > configures);
+
+    // Rotation: a new key in a1's Secret; a1 reconfigures and republishes; b1 follows.
+    let store = KeyStore::new(a.client().await?, NS, "a1");
+    let rotated = store.rotate().await?.to_base64();
+    assert_ne!(rotated, key_a);
+    eventually(T, "a1 uses its new key", || async {
+        wg_a.config()
+            .is_some_and(|c| c.private_key.public_key().to_base64() == rotated)
+    })
+    .await?;
+    eventually(T, "b1 follows a1's rotation", || async {
+        peer_line(&wg_b, &rotated).is_some() && peer_line(&wg_b, &key_a).is_none()
+    })
+    .await?;
+    assert_eq!(
+        a.tunnel_endpoint("a1").unwrap()["spec"]["publicKey"],
+        rotated.as_str()
+    );
+
+    // A restart reads the same key back instead of generating one.
+    let (again, created) = store.load_or_create().await?;
+    assert!(!created);
+    assert_eq!(again.key.public_key().to_base64(), rotated);
+    assert!(
+        !format!("{again:?}").contains(&again.key.to_base64()),
+        "the private key is never printed"
+    );
+
+    // /status names the peers.
+    let status = agent_b.agent.refresh_status().await;
+    let nodes: Vec<String> = status
+        .peers
+        .iter()
+        .map(|p| format!("{}/{} up={}", p.cluster, p.node, p.up))
+        .collect();
+    assert_eq!(nodes, ["a/a1 up=false"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_port_mode_publishes_node_address_and_port() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
+    a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
+    let cfg = write_config(dir.path(), "a", &[&a], "{ endpoint: nodePort }")?;
+    let wg = Arc::new(FakeWg::new("causeway0"));
+    let _agent = start_agent(cfg, &a, "a1", None, parts(&wg)).await?;
+    eventually(T, "the NodePort service", || async {
+        a.server
+            .get_value("v1", "Service", NS, "causeway-tunnel-a1")
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await?;
+    // The test API server does not allocate node ports: play the apiserver's part.
+    let mut svc = a
+        .server
+        .get_value("v1", "Service", NS, "causeway-tunnel-a1")?
+        .unwrap();
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    svc["spec"]["ports"][0]["nodePort"] = json!(31820);
+    a.server.apply(&svc)?;
+    eventually(T, "endpoint = node address : node port", || async {
+        a.tunnel_endpoint("a1")
+            .is_some_and(|te| te["spec"]["endpoint"] == "192.0.2.11:31820")
+    })
+    .await?;
+    Ok(())
+}
