@@ -8,7 +8,7 @@ pkgs=(
   wireguard-tools wireguard-go iperf3
   openvswitch-switch
   ipvsadm nsd dnsperf
-  qemu-system-x86 busybox-static cpio
+  qemu-system-x86 busybox-static cpio kmod
   python3-pip
 )
 missing=()

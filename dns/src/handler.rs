@@ -88,7 +88,7 @@ impl RequestHandler for DnsHandler {
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.recursion_available = true;
         let reply_code = |code: ResponseCode| {
-            let mut m = meta.clone();
+            let mut m = meta;
             m.response_code = code;
             m
         };

@@ -247,6 +247,7 @@ impl ProxyProcess {
             .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_causeway-proxy"), "--config"])
             .arg(config)
             .env("RUST_LOG", "info,causeway_proxy=debug")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -260,8 +261,24 @@ impl ProxyProcess {
         let _ = self.child.wait();
     }
 
+    /// The log so far, without terminal colour sequences.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters final-byte
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 }
 
