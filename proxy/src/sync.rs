@@ -61,6 +61,9 @@ pub struct Syncer {
     generations: BTreeMap<String, u64>,
     /// When a timer (drain deadline, stale expiry) wants a sync.
     wake_at: Arc<Mutex<Option<Instant>>>,
+    /// The VIPs the aliases were last set to (a partial sync with the same set skips
+    /// listing the interface's addresses).
+    alias_vips: Option<std::collections::BTreeSet<IpAddr>>,
 }
 
 impl Syncer {
@@ -86,6 +89,7 @@ impl Syncer {
             drains: Drains::new(grace),
             generations: BTreeMap::new(),
             wake_at: Arc::new(Mutex::new(None)),
+            alias_vips: None,
         }
     }
 
@@ -153,13 +157,16 @@ impl Syncer {
             }
         };
         self.applied.store(desired.clone());
-        if let Some(aliases) = &self.aliases {
-            let changes = aliases.sync(&desired.vips()).await.inspect_err(|_| {
+        let vips = desired.vips();
+        if let Some(aliases) = self.aliases.as_ref().filter(|_| req.full || self.alias_vips.as_ref() != Some(&vips)) {
+            self.alias_vips = None;
+            let changes = aliases.sync(&vips).await.inspect_err(|_| {
                 self.metrics.sync_failures.inc();
             })?;
             if !changes.added.is_empty() || !changes.removed.is_empty() {
                 tracing::debug!(added = changes.added.len(), removed = changes.removed.len(), "aliases changed");
             }
+            self.alias_vips = Some(vips);
         }
         let elapsed = started.elapsed();
         self.record(&snapshot, &plan.generations, &desired, req.full, elapsed);
