@@ -11,9 +11,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
-echo "==> building causeway-dns and the test API server"
-cargo build -q -p causeway-dns -p causeway-tests --bin causeway-dns --bin causeway-test-apiserver
-bin=$root/target/debug
+if [ -n "${CAUSEWAY_BIN_DIR:-}" ]; then
+  bin=$CAUSEWAY_BIN_DIR   # binaries already built (the end-to-end test sets this)
+else
+  echo "==> building causeway-dns and the test API server"
+  cargo build -q -p causeway-dns -p causeway-tests --bin causeway-dns --bin causeway-test-apiserver
+  bin=$root/target/debug
+fi
 
 work=$(mktemp -d /tmp/causeway-demo.XXXXXX)
 pids=()

@@ -33,14 +33,30 @@ async fn rotate_subcommand_replaces_the_key() -> Result<()> {
     let store = KeyStore::new(a.client().await?, NS, "a1");
     let (before, _) = store.load_or_create().await?;
     let cfg = cfg.to_string_lossy().to_string();
-    let out = run(&["--config", &cfg, "--node-name", "a1", "--namespace", NS, "rotate"]).await?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "--config",
+        &cfg,
+        "--node-name",
+        "a1",
+        "--namespace",
+        NS,
+        "rotate",
+    ])
+    .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout)?.trim().to_string();
     let after = store.read().await?.expect("key");
     assert_eq!(printed, after.key.public_key().to_base64());
     assert_ne!(after.key.public_key(), before.key.public_key());
     let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(!logs.contains(&after.key.to_base64()), "the private key is never logged");
+    assert!(
+        !logs.contains(&after.key.to_base64()),
+        "the private key is never logged"
+    );
     Ok(())
 }
 
@@ -48,7 +64,10 @@ async fn rotate_subcommand_replaces_the_key() -> Result<()> {
 async fn bad_configuration_exits_2_naming_the_field() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, "cluster: a\nclusters:\n  - name: a\n    source: { inCluster: true }\ntunnel: { mtu: 100 }\n")?;
+    std::fs::write(
+        &cfg,
+        "cluster: a\nclusters:\n  - name: a\n    source: { inCluster: true }\ntunnel: { mtu: 100 }\n",
+    )?;
     let out = run(&["--config", &cfg.to_string_lossy(), "--node-name", "a1"]).await?;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tunnel.mtu"));
