@@ -41,7 +41,7 @@ fn cluster_zone_every_record_kind_udp_and_tcp() {
                 .iter()
                 .map(|l| l.to_ascii_lowercase())
                 .collect::<Vec<_>>(),
-            ["web.demo.svc.cluster.a. AAAA 2001:db8:a:1::a"],
+            ["web.demo.svc.cluster.a. aaaa 2001:db8:a:1::a"],
             "case-insensitive"
         );
         let m = q("_http._tcp.web.demo.svc.cluster.a.", RecordType::SRV);

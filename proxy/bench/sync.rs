@@ -21,38 +21,32 @@ use causeway_shared::source::parse_objects;
 
 const ENDPOINTS_PER_SERVICE: usize = 5;
 
-/// One cluster's services `[first, first+count)` as YAML.
+/// One cluster's services `[first, first+count)` as YAML: one `kind: List` document
+/// (the YAML reader caps multi-document files at 1024 documents).
 fn cluster_yaml(first: usize, count: usize, changed: Option<usize>) -> String {
     let mut t = String::with_capacity(count * 700);
+    t.push_str("apiVersion: v1\nkind: List\nitems:\n");
     for i in first..first + count {
-        let _ = write!(
+        let (ns, a, b) = (i % 50, i / 250, i % 250 + 1);
+        let _ = writeln!(
             t,
-            "---
-apiVersion: v1
-kind: Service
-metadata: {{name: svc-{i}, namespace: ns-{ns}}}
-spec:
-  clusterIP: 198.18.{a}.{b}
-  ports:
-  - {{name: http, port: 80, protocol: TCP, targetPort: 8080}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-{i}-x, namespace: ns-{ns}, generation: 1, labels: {{kubernetes.io/service-name: svc-{i}}}}}
-addressType: IPv4
-ports:
-- {{name: http, port: 8080, protocol: TCP}}
-endpoints:
-",
-            ns = i % 50,
-            a = i / 250,
-            b = i % 250 + 1
+            "- {{apiVersion: v1, kind: Service, metadata: {{name: svc-{i}, namespace: ns-{ns}}}, \
+             spec: {{clusterIP: 198.18.{a}.{b}, ports: [{{name: http, port: 80, protocol: TCP, targetPort: 8080}}]}}}}"
         );
-        for e in 0..ENDPOINTS_PER_SERVICE {
-            let n = i * ENDPOINTS_PER_SERVICE + e;
-            let last = if changed == Some(i) && e == 0 { 250 } else { n % 250 + 1 };
-            let _ = writeln!(t, "- addresses: [198.19.{}.{}]", n / 250 % 256, last);
-        }
+        let eps: Vec<String> = (0..ENDPOINTS_PER_SERVICE)
+            .map(|e| {
+                let n = i * ENDPOINTS_PER_SERVICE + e;
+                let last = if changed == Some(i) && e == 0 { 250 } else { n % 250 + 1 };
+                format!("{{addresses: [198.19.{}.{}]}}", n / 250 % 256, last)
+            })
+            .collect();
+        let _ = writeln!(
+            t,
+            "- {{apiVersion: discovery.k8s.io/v1, kind: EndpointSlice, metadata: {{name: svc-{i}-x, namespace: ns-{ns}, \
+             generation: 1, labels: {{kubernetes.io/service-name: svc-{i}}}}}, addressType: IPv4, \
+             ports: [{{name: http, port: 8080, protocol: TCP}}], endpoints: [{}]}}",
+            eps.join(", ")
+        );
     }
     t
 }

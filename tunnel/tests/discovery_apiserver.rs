@@ -188,6 +188,19 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
         .map(|p| format!("{}/{} up={}", p.cluster, p.node, p.up))
         .collect();
     assert_eq!(nodes, ["a/a1 up=false"]);
+
+    // ... and so do /status and /wg over HTTP.
+    let addr =
+        causeway_shared::telemetry::serve("127.0.0.1:0".parse()?, agent_b.agent.router()).await?;
+    let body = http_get(addr, "/status").await?;
+    let json: serde_json::Value =
+        serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap_or_default())?;
+    assert_eq!(json["peers"][0]["node"], "a1");
+    assert_eq!(json["peers"][0]["publicKey"], rotated.as_str());
+    assert_eq!(json["publicKey"], key_b.as_str());
+    let wg = http_get(addr, "/wg").await?;
+    assert!(wg.contains(&format!("peer: {rotated} (a/a1) DOWN")), "{wg}");
+    assert!(wg.contains("private key: (hidden)"));
     Ok(())
 }
 
@@ -221,4 +234,14 @@ async fn node_port_mode_publishes_node_address_and_port() -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut out)).await??;
+    Ok(out)
 }

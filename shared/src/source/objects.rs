@@ -44,11 +44,26 @@ pub struct ParseSummary {
     pub ignored: usize,
 }
 
+/// serde-saphyr's default budget (250,000 nodes, 1,024 documents, 1,000,000 events) is
+/// below a real cluster's size: ~3,300 Services with their EndpointSlices already exceed
+/// it. A node, event or document takes at least a byte of input, so limits scaled to the
+/// text's length never refuse a legitimate file; aliases (the YAML-bomb vector) keep
+/// their default caps.
+fn options_for(text: &str) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+    budget.max_documents = budget.max_documents.max(text.len());
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Parses every object of the text into cluster data. Any error rejects the whole text,
 /// so a half-written file never becomes a half-applied state.
 pub fn parse_objects(text: &str) -> Result<(ClusterData, ParseSummary), ObjectsError> {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| ObjectsError::Yaml(e.to_string()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options_for(text))
+        .map_err(|e| ObjectsError::Yaml(e.to_string()))?;
     let mut data = ClusterData::default();
     let mut summary = ParseSummary::default();
     for (d, doc) in docs.into_iter().enumerate() {
