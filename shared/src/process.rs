@@ -75,6 +75,11 @@ impl Process {
         telemetry::router(self.registry.clone(), self.catalog.clone())
     }
 
+    /// [`Self::telemetry_router`] whose `/readyz` also waits for `ready`.
+    pub fn telemetry_router_with_ready(&self, ready: telemetry::ReadyCheck) -> axum::Router {
+        telemetry::router_with_ready(self.registry.clone(), self.catalog.clone(), Some(ready))
+    }
+
     /// Registers metrics in the shared registry.
     pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))

@@ -24,7 +24,8 @@ pub enum LogFormat {
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
 pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -49,10 +50,15 @@ pub enum TelemetryError {
     },
 }
 
+/// A binary's own readiness condition on top of the catalog's (causeway-dns: its answer
+/// index has been built from every cluster's data). Called on each `/readyz`.
+pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 #[derive(Clone)]
 struct TelemetryState {
     registry: SharedRegistry,
     catalog: Arc<Catalog>,
+    extra_ready: Option<ReadyCheck>,
 }
 
 /// The routes every binary serves: `/metrics`, `/healthz`, `/readyz`.
@@ -60,11 +66,25 @@ struct TelemetryState {
 /// `/readyz` answers 200 once every configured cluster has synced at least once, and
 /// 503 before; its JSON body lists each cluster's sync and connection state either way.
 pub fn router(registry: SharedRegistry, catalog: Arc<Catalog>) -> Router {
+    router_with_ready(registry, catalog, None)
+}
+
+/// [`router`] whose `/readyz` also waits for `extra_ready` (reported as `componentReady`
+/// in the body).
+pub fn router_with_ready(
+    registry: SharedRegistry,
+    catalog: Arc<Catalog>,
+    extra_ready: Option<ReadyCheck>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(TelemetryState { registry, catalog })
+        .with_state(TelemetryState {
+            registry,
+            catalog,
+            extra_ready,
+        })
 }
 
 async fn metrics(State(st): State<TelemetryState>) -> Response {
@@ -85,12 +105,17 @@ async fn metrics(State(st): State<TelemetryState>) -> Response {
 
 async fn readyz(State(st): State<TelemetryState>) -> Response {
     let snap = st.catalog.snapshot();
-    let body = serde_json::json!({
-        "ready": snap.all_synced(),
+    let component = st.extra_ready.as_ref().map(|f| f());
+    let ready = snap.all_synced() && component.unwrap_or(true);
+    let mut body = serde_json::json!({
+        "ready": ready,
         "generation": snap.generation,
         "clusters": snap.readiness(),
     });
-    let code = if snap.all_synced() {
+    if let Some(c) = component {
+        body["componentReady"] = c.into();
+    }
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -225,3 +225,18 @@ fn convert_error_is_typed() {
         }
     );
 }
+
+#[test]
+fn json_list_and_many_documents_are_accepted() {
+    let json = r#"{"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "demo"},
+         "spec": {"clusterIP": "172.31.0.1", "ports": [{"port": 80}]}}]}"#;
+    let (data, _) = parse_objects(json).unwrap();
+    assert_eq!(data.services.len(), 1);
+    // More documents than serde-saphyr's default budget of 1,024.
+    let many: String = (0..1500)
+        .map(|i| format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: demo}}\nspec: {{clusterIP: None}}\n"))
+        .collect();
+    let (data, _) = parse_objects(&many).unwrap();
+    assert_eq!(data.services.len(), 1500);
+}

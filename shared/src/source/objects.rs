@@ -62,8 +62,14 @@ fn options_for(text: &str) -> serde_saphyr::Options {
 /// Parses every object of the text into cluster data. Any error rejects the whole text,
 /// so a half-written file never becomes a half-applied state.
 pub fn parse_objects(text: &str) -> Result<(ClusterData, ParseSummary), ObjectsError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options_for(text))
-        .map_err(|e| ObjectsError::Yaml(e.to_string()))?;
+    // JSON (`kubectl get -o json`) is YAML too, and parses several times faster.
+    let docs: Vec<Value> = match text.trim_start().as_bytes().first() {
+        Some(b'{') => {
+            vec![serde_json::from_str(text).map_err(|e| ObjectsError::Yaml(e.to_string()))?]
+        }
+        _ => serde_saphyr::from_multiple_with_options(text, options_for(text))
+            .map_err(|e| ObjectsError::Yaml(e.to_string()))?,
+    };
     let mut data = ClusterData::default();
     let mut summary = ParseSummary::default();
     for (d, doc) in docs.into_iter().enumerate() {
