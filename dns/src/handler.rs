@@ -55,13 +55,14 @@ fn err_info(request: &Request, code: ResponseCode) -> ResponseInfo {
 }
 
 /// A standard query for `name`/`qtype` in wire form, so that the fast-path encoder can
-/// answer a query hickory decoded (one codec for authoritative answers).
+/// answer a query hickory decoded (one codec for authoritative answers). The name keeps
+/// the question's case: answer owners point at it, so TCP echoes the case as UDP does.
 fn synthetic_query(id: u16, flags: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut pkt = Vec::with_capacity(64);
     pkt.extend_from_slice(&id.to_be_bytes());
     pkt.extend_from_slice(&(flags & 0x0110).to_be_bytes());
     pkt.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    crate::names::push_wire(&name.to_ascii_lowercase(), &mut pkt);
+    crate::names::push_wire(name, &mut pkt);
     pkt.extend_from_slice(&qtype.to_be_bytes());
     pkt.extend_from_slice(&1u16.to_be_bytes());
     pkt

@@ -45,19 +45,22 @@ pub fn merged_records(zone: &str, members: &[Member<'_>]) -> Vec<Rr> {
     }
     let mut out = Vec::new();
     for (key, svcs) in by_service {
-        if is_label(&key.namespace) && is_label(&key.name) {
-            service_records(zone, key, &svcs, &mut out);
-        }
+        service_records(zone, key, &svcs, &mut out);
     }
     out
 }
 
-fn service_records(
+/// The records of one service of the merged zone, from the clusters that have it (in
+/// member order); nothing for a name that is not a valid label.
+pub fn service_records(
     zone: &str,
     key: &ServiceKey,
     svcs: &[(&Member<'_>, &Service)],
     out: &mut Vec<Rr>,
 ) {
+    if !is_label(&key.namespace) || !is_label(&key.name) {
+        return;
+    }
     let owner = service_name(&key.name, &key.namespace, zone);
     let mut addresses: Vec<IpAddr> = Vec::new();
     let mut pods: Vec<Rr> = Vec::new();

@@ -255,7 +255,8 @@ pub fn cluster_records(zone: &str, data: &ClusterData) -> Vec<Rr> {
     out
 }
 
-fn service_records(zone: &str, svc: &Service, data: &ClusterData, out: &mut Vec<Rr>) {
+/// The records of one service of `data` in the zone `zone` (no final dot).
+pub fn service_records(zone: &str, svc: &Service, data: &ClusterData, out: &mut Vec<Rr>) {
     let (ns, name) = (&svc.key.namespace, &svc.key.name);
     if !is_label(ns) || !is_label(name) {
         return;

@@ -3,40 +3,19 @@
 //! (`ArcSwap`), read by every query without locks.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use causeway_shared::model::ServiceKey;
 use ipnet::IpNet;
 
-use crate::names::{parse_reverse_wire, to_wire};
+use crate::names::{is_label, parse_reverse_wire, to_wire};
 use crate::records::{Data, Rr, rtype};
 use crate::wire::{Answer, FullRr, NameKey, RrSet, encode_set, push_full_rr};
 
-/// FNV-1a: names are short and trusted to be spread well enough; SipHash costs more
-/// than the rest of a lookup. (The key space is ours, queries only probe it.)
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+/// The hash maps of the index. foldhash: a few ns for a 40-byte name where SipHash costs
+/// more than the rest of a lookup; the key space is ours, queries only probe it.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Which kind of zone answered (a metrics label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,58 +27,131 @@ pub enum ZoneKind {
 }
 
 /// The RRsets of one existing name (empty for empty non-terminals and empty services).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Node {
     pub sets: Box<[RrSet]>,
 }
 
-/// One forward zone.
-#[derive(Debug)]
-pub struct ZoneTable {
-    pub apex: String,
-    apex_wire: Box<[u8]>,
-    pub kind: ZoneKind,
-    /// False until the data behind the zone has been listed once: queries get SERVFAIL.
-    pub ready: bool,
-    soa: FullRr,
-    names: FastMap<Box<[u8]>, Node>,
+/// Every name of one service: `<svc>.<ns>.svc.<zone>` and the names below it, keyed by
+/// the labels in front of `<svc>` in wire form (empty for the service name itself),
+/// sorted. The unit of incremental rebuilds: a change re-encodes the blocks of the
+/// services it touched and shares every other block with the previous index.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ServiceBlock {
+    names: Box<[(Box<[u8]>, Node)]>,
 }
 
-impl ZoneTable {
-    /// Encodes `rrs` (which must include the apex SOA) as the zone `apex` (absolute name).
-    pub fn build(apex: &str, kind: ZoneKind, ready: bool, rrs: &[Rr], ttl: u32) -> ZoneTable {
-        let apex_wire = to_wire(apex).into_boxed_slice();
-        // Group by owner, then type, keeping first-seen order.
-        let mut order: Vec<&str> = Vec::new();
-        let mut groups: HashMap<&str, Vec<(u16, Vec<&Rr>)>> = HashMap::with_capacity(rrs.len());
-        for rr in rrs {
-            let sets = groups.entry(rr.owner.as_str()).or_insert_with(|| {
-                order.push(rr.owner.as_str());
-                Vec::new()
-            });
-            let t = rr.rtype();
-            if t == 0 {
-                continue;
+impl ServiceBlock {
+    /// Encodes the records of one service (every owner under `<svc>.<ns>.svc.<apex>`,
+    /// `key` = `<svc>.<ns>` in wire form); None when there is nothing to answer.
+    pub fn build(apex_wire: &[u8], key: &[u8], rrs: &[&Rr], ttl: u32) -> Option<ServiceBlock> {
+        let suffix = key.len() + SVC_LABEL.len() + apex_wire.len();
+        let mut names: Vec<(Box<[u8]>, Node)> = Vec::new();
+        for (owner, sets) in encode_owners(rrs, ttl).0 {
+            let inner = &owner[..owner.len().saturating_sub(suffix)];
+            // Names between the owner and the service name exist too (empty non-terminals
+            // such as `_tcp.<svc>`, `<c>.<svc>` in the merged zone).
+            let mut at = 0;
+            while at < inner.len() {
+                at += usize::from(inner[at]) + 1;
+                names.push((inner[at.min(inner.len())..].into(), Node::default()));
             }
-            match sets.iter_mut().find(|(st, _)| *st == t) {
-                Some((_, v)) => v.push(rr),
-                None => sets.push((t, vec![rr])),
-            }
+            names.push((inner.into(), Node { sets: sets.into() }));
         }
-        let addresses = |owner: &str| -> Vec<&Rr> {
-            groups
-                .get(owner)
-                .into_iter()
-                .flatten()
-                .filter(|(t, _)| *t == rtype::A || *t == rtype::AAAA)
-                .flat_map(|(_, v)| v.iter().copied())
-                .collect()
-        };
-        let mut names: FastMap<Box<[u8]>, Node> =
-            FastMap::with_capacity_and_hasher(order.len() * 2, Default::default());
-        let mut soa = FullRr::default();
-        for owner in &order {
-            let sets: Vec<RrSet> = groups[owner]
+        if names.is_empty() {
+            return None;
+        }
+        // A name with records wins over the same name as an empty non-terminal.
+        names.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.sets.len().cmp(&a.1.sets.len())));
+        names.dedup_by(|later, first| later.0 == first.0);
+        Some(ServiceBlock {
+            names: names.into_boxed_slice(),
+        })
+    }
+
+    fn get(&self, inner: &[u8]) -> Option<&Node> {
+        self.names
+            .binary_search_by(|(k, _)| k.as_ref().cmp(inner))
+            .ok()
+            .map(|i| &self.names[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+const SVC_LABEL: &[u8] = b"\x03svc";
+
+/// `<svc>.<ns>` of a service in wire form (no final root label); None when either is not
+/// a valid label (such services are not answered).
+pub fn service_key_wire(key: &ServiceKey) -> Option<Box<[u8]>> {
+    if !is_label(&key.name) || !is_label(&key.namespace) {
+        return None;
+    }
+    let mut w = Vec::with_capacity(key.name.len() + key.namespace.len() + 2);
+    for l in [&key.name, &key.namespace] {
+        w.push(l.len() as u8);
+        w.extend_from_slice(l.as_bytes());
+    }
+    Some(w.into_boxed_slice())
+}
+
+/// Splits a name relative to its zone (wire labels without the apex) into the service
+/// key `<svc>.<ns>` and the labels in front of it, when it ends in `<svc>.<ns>.svc`.
+fn split_service(rel: &[u8]) -> Option<(&[u8], &[u8])> {
+    // Starts of the last three labels.
+    let (mut a, mut b, mut c) = (None, None, None);
+    let mut at = 0;
+    while at < rel.len() {
+        (a, b, c) = (b, c, Some(at));
+        at += usize::from(rel[at]) + 1;
+    }
+    let (Some(a), Some(c)) = (a, c) else {
+        return None;
+    };
+    (at == rel.len() && &rel[c..] == SVC_LABEL).then(|| (&rel[a..c], &rel[..a]))
+}
+
+/// Groups records by owner, then type (first-seen order), and encodes each RRset; SRV
+/// sets carry the addresses of their targets found among `rrs` as additional records.
+/// Also returns the encoded SOA if `rrs` has one.
+fn encode_owners(rrs: &[&Rr], ttl: u32) -> (Vec<(Vec<u8>, Vec<RrSet>)>, Option<FullRr>) {
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: HashMap<&str, Vec<(u16, Vec<&Rr>)>, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(rrs.len(), Default::default());
+    for rr in rrs {
+        let sets = groups.entry(rr.owner.as_str()).or_insert_with(|| {
+            order.push(rr.owner.as_str());
+            Vec::new()
+        });
+        let t = rr.rtype();
+        if t == 0 {
+            continue;
+        }
+        match sets.iter_mut().find(|(st, _)| *st == t) {
+            Some((_, v)) => v.push(rr),
+            None => sets.push((t, vec![rr])),
+        }
+    }
+    let addresses = |owner: &str| -> Vec<&Rr> {
+        groups
+            .get(owner)
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| *t == rtype::A || *t == rtype::AAAA)
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect()
+    };
+    let mut soa = None;
+    let out = order
+        .iter()
+        .map(|owner| {
+            let sets = groups[owner]
                 .iter()
                 .map(|(t, v)| {
                     let additional: Vec<&Rr> = if *t == rtype::SRV {
@@ -118,12 +170,101 @@ impl ZoneTable {
                     if *t == rtype::SOA {
                         let mut w = Vec::new();
                         push_full_rr(v[0], ttl, &mut w);
-                        soa.wire = w.into_boxed_slice();
+                        soa = Some(FullRr {
+                            wire: w.into_boxed_slice(),
+                        });
                     }
                     encode_set(*t, v, &additional, ttl)
                 })
                 .collect();
-            let key = to_wire(owner);
+            (to_wire(owner), sets)
+        })
+        .collect();
+    (out, soa)
+}
+
+/// One forward zone: the few names above the services (apex, `dns-version`, the
+/// `svc` and `<ns>.svc` empty non-terminals) and one [`ServiceBlock`] per service.
+#[derive(Debug)]
+pub struct ZoneTable {
+    pub apex: String,
+    apex_wire: Box<[u8]>,
+    pub kind: ZoneKind,
+    /// False until the data behind the zone has been listed once: queries get SERVFAIL.
+    pub ready: bool,
+    soa: FullRr,
+    /// Full wire names.
+    top: FastMap<Box<[u8]>, Node>,
+    /// By `<svc>.<ns>` in wire form.
+    services: FastMap<Box<[u8]>, Arc<ServiceBlock>>,
+}
+
+impl ZoneTable {
+    /// Encodes `rrs` (which must include the apex SOA) as the zone `apex` (absolute name).
+    pub fn build(apex: &str, kind: ZoneKind, ready: bool, rrs: &[Rr], ttl: u32) -> ZoneTable {
+        let apex_wire = to_wire(apex);
+        let mut top_rrs = Vec::new();
+        let mut order: Vec<Box<[u8]>> = Vec::new();
+        let mut by_service: FastMap<Box<[u8]>, Vec<&Rr>> = FastMap::default();
+        for rr in rrs {
+            let owner = to_wire(&rr.owner);
+            let rel = owner
+                .strip_suffix(apex_wire.as_slice())
+                .filter(|_| owner.len() > apex_wire.len());
+            match rel.and_then(split_service) {
+                Some((key, _)) => by_service
+                    .entry(key.into())
+                    .or_insert_with(|| {
+                        order.push(key.into());
+                        Vec::new()
+                    })
+                    .push(rr),
+                None => top_rrs.push(rr),
+            }
+        }
+        let services = order
+            .into_iter()
+            .filter_map(|key| {
+                let block = ServiceBlock::build(&apex_wire, &key, &by_service[&key], ttl)?;
+                Some((key, Arc::new(block)))
+            })
+            .collect();
+        Self::assemble(apex, kind, ready, &top_rrs, services, ttl)
+    }
+
+    /// This zone with new apex records (`top_rrs`, the SOA among them), readiness and the
+    /// blocks of the services in `changes` replaced (None: the service has no names any
+    /// more). Blocks of other services are shared with `self`.
+    pub fn updated(
+        &self,
+        ready: bool,
+        top_rrs: &[Rr],
+        changes: impl IntoIterator<Item = (Box<[u8]>, Option<Arc<ServiceBlock>>)>,
+        ttl: u32,
+    ) -> ZoneTable {
+        let mut services = self.services.clone();
+        for (key, block) in changes {
+            match block {
+                Some(b) => services.insert(key, b),
+                None => services.remove(&key),
+            };
+        }
+        let top_rrs: Vec<&Rr> = top_rrs.iter().collect();
+        Self::assemble(&self.apex, self.kind, ready, &top_rrs, services, ttl)
+    }
+
+    fn assemble(
+        apex: &str,
+        kind: ZoneKind,
+        ready: bool,
+        top_rrs: &[&Rr],
+        mut services: FastMap<Box<[u8]>, Arc<ServiceBlock>>,
+        ttl: u32,
+    ) -> ZoneTable {
+        let apex_wire = to_wire(apex).into_boxed_slice();
+        let (owners, soa) = encode_owners(top_rrs, ttl);
+        let mut top: FastMap<Box<[u8]>, Node> = FastMap::default();
+        let add_ancestors = |key: &[u8], top: &mut FastMap<Box<[u8]>, Node>| {
             // Ancestors up to the apex exist too (empty non-terminals answer NODATA).
             let mut at = 0;
             while at < key.len() && key.len() - at > apex_wire.len() {
@@ -131,39 +272,92 @@ impl ZoneTable {
                 if key.len() - at < apex_wire.len() {
                     break;
                 }
-                names.entry(key[at..].into()).or_default();
+                top.entry(key[at..].into()).or_default();
             }
-            names.insert(
-                key.into_boxed_slice(),
+        };
+        // `<ns>.svc.<apex>` of every service, with its ancestors.
+        let mut namespaces: FastMap<&[u8], ()> = FastMap::default();
+        for key in services.keys() {
+            namespaces.insert(&key[usize::from(key[0]) + 1..], ());
+        }
+        for ns in namespaces.keys() {
+            let mut name = Vec::with_capacity(ns.len() + SVC_LABEL.len() + apex_wire.len());
+            name.extend_from_slice(ns);
+            name.extend_from_slice(SVC_LABEL);
+            name.extend_from_slice(&apex_wire);
+            add_ancestors(&name, &mut top);
+            top.insert(name.into_boxed_slice(), Node::default());
+        }
+        for (owner, sets) in owners {
+            add_ancestors(&owner, &mut top);
+            top.insert(
+                owner.into_boxed_slice(),
                 Node {
                     sets: sets.into_boxed_slice(),
                 },
             );
         }
+        top.shrink_to_fit();
+        services.shrink_to_fit();
         ZoneTable {
             apex: apex.to_string(),
             apex_wire,
             kind,
             ready,
-            soa,
-            names,
+            soa: soa.unwrap_or_default(),
+            top,
+            services,
         }
     }
 
     /// Number of names (existing ones, empty non-terminals included).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.top.len() + self.services.values().map(|b| b.len()).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.len() == 0
+    }
+
+    /// Approximate heap bytes of the zone (payload and container sizes, not allocator
+    /// overhead); blocks shared with another zone are counted in both.
+    pub fn heap_bytes(&self) -> usize {
+        fn node(n: &Node) -> usize {
+            n.sets
+                .iter()
+                .map(|s| std::mem::size_of::<RrSet>() + s.wire.len() + s.additional.len())
+                .sum()
+        }
+        let entry = std::mem::size_of::<(Box<[u8]>, Node)>();
+        let top: usize = self.top.iter().map(|(k, n)| entry + k.len() + node(n)).sum();
+        let services: usize = self
+            .services
+            .iter()
+            .map(|(k, b)| {
+                entry
+                    + k.len()
+                    + b.names
+                        .iter()
+                        .map(|(k, n)| entry + k.len() + node(n))
+                        .sum::<usize>()
+            })
+            .sum();
+        top + services
+    }
+
+    fn find(&self, name: &[u8]) -> Option<&Node> {
+        let rel = &name[..name.len() - self.apex_wire.len()];
+        match split_service(rel) {
+            Some((key, inner)) => self.services.get(key)?.get(inner),
+            None => self.top.get(name),
+        }
     }
 
     fn answer(&self, name: &[u8], qtype: u16) -> Answer<'_> {
         if !self.ready {
             return Answer::ServFail;
         }
-        let Some(node) = self.names.get(name) else {
+        let Some(node) = self.find(name) else {
             return Answer::NxDomain(&self.soa);
         };
         let sets = &node.sets;
@@ -178,6 +372,64 @@ impl ZoneTable {
         }
         Answer::NoData(&self.soa)
     }
+
+    /// Canonical text of the whole zone (every name, sorted, with its encoded RRsets):
+    /// tests compare an incrementally updated zone with one built from scratch.
+    pub fn dump(&self) -> String {
+        let mut names: Vec<(Vec<u8>, &Node)> = self
+            .top
+            .iter()
+            .map(|(k, n)| (k.to_vec(), n))
+            .collect();
+        for (key, block) in &self.services {
+            for (inner, node) in block.names.iter() {
+                let mut name = inner.to_vec();
+                name.extend_from_slice(key);
+                name.extend_from_slice(SVC_LABEL);
+                name.extend_from_slice(&self.apex_wire);
+                names.push((name, node));
+            }
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = format!(
+            "zone {} {:?} ready={} soa={}\n",
+            self.apex,
+            self.kind,
+            self.ready,
+            hex(&self.soa.wire)
+        );
+        for (name, node) in names {
+            out.push_str(&format!("{}\n", presentation(&name)));
+            for s in node.sets.iter() {
+                out.push_str(&format!(
+                    "  type={} count={} {} additional={} {}\n",
+                    s.rtype,
+                    s.count,
+                    hex(&s.wire),
+                    s.additional_count,
+                    hex(&s.additional)
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `a.b.` from `\x01a\x01b\x00` (tests and dumps).
+fn presentation(wire: &[u8]) -> String {
+    let mut out = String::new();
+    let mut at = 0;
+    while at < wire.len() && wire[at] != 0 {
+        let len = usize::from(wire[at]);
+        out.push_str(&String::from_utf8_lossy(&wire[at + 1..at + 1 + len]));
+        out.push('.');
+        at += len + 1;
+    }
+    out
 }
 
 /// The PTR records of one cluster, by address.
@@ -203,6 +455,17 @@ impl PtrTable {
                 .map(|(ip, t)| (ip, crate::wire::encode_ptrs(&t, ttl)))
                 .collect(),
         }
+    }
+
+    /// Canonical text of the table (tests).
+    pub fn dump(&self) -> String {
+        let mut ips: Vec<_> = self.by_ip.iter().collect();
+        ips.sort_by_key(|(ip, _)| **ip);
+        let mut out = format!("ptr ready={}\n", self.ready);
+        for (ip, s) in ips {
+            out.push_str(&format!("  {ip} count={} {}\n", s.count, hex(&s.wire)));
+        }
+        out
     }
 }
 
@@ -241,6 +504,27 @@ impl ReverseNet {
 pub struct Index {
     pub zones: Vec<Arc<ZoneTable>>,
     pub reverse: Vec<ReverseNet>,
+}
+
+impl Index {
+    /// True when every zone has been built from listed data (cluster zones from their
+    /// cluster's first full list, the merged zone from every cluster): `/readyz`.
+    pub fn ready(&self) -> bool {
+        self.zones.iter().all(|z| z.ready) && self.reverse.iter().all(|r| r.table.ready)
+    }
+
+    /// Canonical text of everything answered (tests).
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for z in &self.zones {
+            out.push_str(&z.dump());
+        }
+        for r in &self.reverse {
+            out.push_str(&format!("reverse {} soa={}\n", r.net, hex(&r.soa.wire)));
+            out.push_str(&r.table.dump());
+        }
+        out
+    }
 }
 
 /// The result of a lookup.

@@ -44,6 +44,12 @@ fn cluster_zone_every_record_kind_udp_and_tcp() {
             ["web.demo.svc.cluster.a. aaaa 2001:db8:a:1::a"],
             "case-insensitive"
         );
+        // The owner echoes the question's case over UDP and TCP alike.
+        assert_eq!(
+            answers(&q("WEB.Demo.svc.cluster.a.", RecordType::A)),
+            ["WEB.Demo.svc.cluster.a. A 198.51.100.10"],
+            "tcp={tcp}"
+        );
         let m = q("_http._tcp.web.demo.svc.cluster.a.", RecordType::SRV);
         assert_eq!(
             answers(&m),
@@ -502,6 +508,9 @@ fn not_ready_until_every_cluster_synced() {
     )
     .unwrap();
     assert_eq!(dns.wait_readyz(200, Duration::from_secs(10)), 200);
+    // Ready means the index that answers was built from both clusters: no SERVFAIL after.
+    let body = http_get(dns.metrics, "/readyz").1;
+    assert!(body.contains("\"componentReady\": true"), "{body}");
     assert_eq!(
         answers(&ask(
             dns.addr,
@@ -511,4 +520,6 @@ fn not_ready_until_every_cluster_synced() {
         )),
         ["web.demo.svc.cluster.b. A 198.51.100.140"]
     );
+    let m = ask(dns.addr, "web.demo.svc.cluster.all.", RecordType::A, false);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }

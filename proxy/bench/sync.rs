@@ -243,8 +243,8 @@ fn part2(services: usize) {
         let syncs = synced_lines(&log, services);
         let (cpu2, hwm) = proc_stats(pid);
         let latency = programming_latency(&ns.0);
-        let chains = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "chains", "inet", "causeway"]).output().unwrap();
-        let chains = String::from_utf8_lossy(&chains.stdout).matches("chain ").count();
+        let chains = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "table", "inet", "causeway"]).output().unwrap();
+        let chains = String::from_utf8_lossy(&chains.stdout).matches("\tchain ").count();
         println!("first full sync, from process start: {:>8.0} ms (the sync itself {:.0} ms; {chains} chains)", ms(first_sync), syncs.first().unwrap_or(&0.0));
         println!("one endpoint change, file write → applied: {:>6.0} ms (the sync itself {:.1} ms, plan + nft)", ms(change_wall), syncs.last().unwrap_or(&0.0));
         if let Some((sum, count)) = latency {
@@ -255,6 +255,7 @@ fn part2(services: usize) {
     }));
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::copy(&log, std::env::temp_dir().join("causeway-proxy-bench.log"));
     if let Err(e) = r {
         eprintln!("proxy log:\n{}", std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
         std::panic::resume_unwind(e);
@@ -262,6 +263,17 @@ fn part2(services: usize) {
 }
 
 fn main() {
+    // `dump N FILE`: write the full ruleset of N services to FILE (for timing `nft -f`).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "dump") {
+        let n: usize = args[i + 1].parse().unwrap();
+        let cat = Catalog::new(["a", "c1"], "a");
+        let (data, _) = parse_objects(&cluster_yaml(0, n, None)).unwrap();
+        cat.publish("c1", Arc::new(data), ClusterStatus { synced: true, connected: true, ..Default::default() });
+        let d = plan(&cat.snapshot(), &PlanSettings { stale_rules_expiry: Duration::ZERO }, tokio::time::Instant::now()).desired;
+        std::fs::write(&args[i + 2], render_full("causeway", &d, &TableObjects::default())).unwrap();
+        return;
+    }
     // `cargo bench` passes `--bench`; a filter argument `plan` runs part 1 only.
     let only_plan = std::env::args().any(|a| a == "plan");
     part1(30_000);

@@ -266,3 +266,6 @@ impl Syncer {
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests;

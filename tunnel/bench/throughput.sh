@@ -7,6 +7,7 @@
 # Needs root, iproute2, iperf3, wireguard-go, wireguard-tools, and a release build:
 #   cargo build --release -p causeway-tunnel --example wg_node
 # Usage: tunnel/bench/throughput.sh [RUNS=5] [SECS=5] [STREAMS=1]
+# CAUSEWAY_WG_OFFLOAD=0 runs wg_node without TUN offloads; WG_THREADS sets its thread count.
 # Addresses: underlay 192.0.2.0/24, tunnel 198.51.100.0/24 (RFC 5737), only inside our namespaces.
 set -euo pipefail
 umask 077

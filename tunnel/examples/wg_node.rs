@@ -2,6 +2,8 @@
 //! runs until SIGTERM/SIGINT.
 //!
 //! `wg_node IFACE PRIVATE_KEY_FILE LISTEN_PORT PEER_PUBLIC_KEY PEER_ENDPOINT PEER_ALLOWED_IP [THREADS]`
+//!
+//! `CAUSEWAY_WG_OFFLOAD=0` turns the TUN offloads off (for comparisons).
 
 use anyhow::{Context as _, Result};
 use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
@@ -18,6 +20,9 @@ async fn main() -> Result<()> {
     let mut opts = UserspaceOptions::new(iface.as_str());
     if let Some(t) = rest.first() {
         opts.threads = t.parse().context("threads")?;
+    }
+    if let Ok(v) = std::env::var("CAUSEWAY_WG_OFFLOAD") {
+        opts.offload = v != "0";
     }
     let wg = UserspaceWg::create(opts).await?;
     let private_key = PrivateKey::from_base64(&std::fs::read_to_string(key).context("key file")?)?;

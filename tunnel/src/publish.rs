@@ -20,7 +20,8 @@ use causeway_shared::config::EndpointMode;
 use causeway_shared::crd::{TunnelEndpoint as TunnelEndpointCrd, TunnelEndpointSpec};
 use causeway_shared::model::NodeAddress;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -189,6 +190,25 @@ impl Publisher {
         })
     }
 
+    /// An owner reference to our Node, if it can be read.
+    async fn node_owner(&self) -> Option<OwnerReference> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.get_opt(&self.node).await {
+            Ok(Some(n)) => Some(OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: self.node.clone(),
+                uid: n.metadata.uid?,
+                ..Default::default()
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, node = self.node, "cannot read our Node for the owner reference");
+                None
+            }
+        }
+    }
+
     /// Writes our TunnelEndpoint.
     pub async fn publish(&self, p: &Publication) -> Result<(), PublishError> {
         let name = names::endpoint_name(&self.node);
@@ -202,6 +222,9 @@ impl Publisher {
             },
         );
         te.metadata.namespace = Some(self.namespace.clone());
+        // Owned by our Node: when the node is deleted, the garbage collector deletes its
+        // TunnelEndpoint and every remote tunnel drops the peer.
+        te.metadata.owner_references = self.node_owner().await.map(|o| vec![o]);
         te.metadata.labels = Some(BTreeMap::from([
             (
                 names::MANAGED_BY.0.to_string(),

@@ -113,6 +113,7 @@ struct LoopMetrics {
     sync_failures: Counter,
     last_sync: Gauge,
     steering_restores: Counter,
+    programming_latency: Histogram,
     rotations: Counter,
     peers: PeerMetrics,
 }
@@ -124,6 +125,7 @@ impl LoopMetrics {
             sync_failures: Counter::default(),
             last_sync: Gauge::default(),
             steering_restores: Counter::default(),
+            programming_latency: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             rotations: Counter::default(),
             peers: PeerMetrics::default(),
         };
@@ -141,6 +143,11 @@ impl LoopMetrics {
             "causeway_tunnel_last_sync_timestamp_seconds",
             "Unix time of the last successful sync",
             m.last_sync.clone(),
+        );
+        reg.register(
+            "causeway_tunnel_network_programming_latency_seconds",
+            "Time from a remote cluster's data change (TunnelEndpoints) to the sync that applied it",
+            m.programming_latency.clone(),
         );
         reg.register(
             "causeway_tunnel_steering_restores",
@@ -174,6 +181,8 @@ struct Inner {
     problems: Mutex<Vec<String>>,
     resolved: Mutex<BTreeMap<String, SocketAddr>>,
     activity: Mutex<health::Activity>,
+    /// Per remote cluster, the data generation the last successful sync covered.
+    applied_generations: Mutex<BTreeMap<String, u64>>,
     status: ArcSwap<StatusReport>,
     metrics: LoopMetrics,
     steering: Option<Steering>,
@@ -230,6 +239,7 @@ impl Agent {
             problems: Mutex::default(),
             resolved: Mutex::default(),
             activity: Mutex::default(),
+            applied_generations: Mutex::default(),
             status: ArcSwap::from_pointee(StatusReport::default()),
             steering,
             mss,
@@ -316,9 +326,14 @@ impl Agent {
 
     /// Stops the loops and removes the steering flows (clean shutdown). Routes, the clamp and
     /// the device stay: a restarted tunnel adopts them without cutting connections.
-    pub async fn shutdown(self) {
-        for t in &self.tasks {
+    pub async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
             t.abort();
+        }
+        // Wait until no sync can still be installing flows behind our back.
+        for t in tasks {
+            let _ = t.await;
         }
         if let Some(s) = &self.inner.steering {
             match s.remove().await {
@@ -421,7 +436,33 @@ impl Inner {
         out
     }
 
+    /// Observes, once per remote data change, how long it took until a sync applied it.
+    fn observe_programming_latency(&self, snap: &Snapshot) {
+        let mut seen = self
+            .applied_generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        for c in snap.clusters.values().filter(|c| !c.local) {
+            let generation = c.status.data_generation;
+            if seen.get(&c.name).is_some_and(|g| *g >= generation) {
+                continue;
+            }
+            let first = !seen.contains_key(&c.name);
+            seen.insert(c.name.clone(), generation);
+            // The first sync after start measures our start-up, not programming latency.
+            if let (false, Some(changed)) = (first, c.status.last_update) {
+                let latency = now.duration_since(changed).unwrap_or_default();
+                self.metrics
+                    .programming_latency
+                    .observe(latency.as_secs_f64());
+            }
+        }
+    }
+
     async fn sync(&self, req: SyncRequest) -> Result<(), ReconcileError> {
+        // The snapshot this sync starts from (sync_inner reads the same or a newer one).
+        let snap_for_latency = self.catalog.snapshot();
         let span = tracing::info_span!("sync", node = %self.id.node, generation = req.generation, full = req.full);
         let started = std::time::Instant::now();
         let result = self.sync_inner(req).instrument(span.clone()).await;
@@ -431,6 +472,7 @@ impl Inner {
         match &result {
             Ok(()) => {
                 self.metrics.last_sync.set(now_unix() as i64);
+                self.observe_programming_latency(&snap_for_latency);
             }
             Err(e) => {
                 self.metrics.sync_failures.inc();
@@ -440,7 +482,32 @@ impl Inner {
         result
     }
 
+    /// This pod's port on the bridge, from its interface's IPv4 address and MAC.
+    async fn steering_port(
+        &self,
+        s: &Steering,
+        interfaces: &[crate::host::HostInterface],
+    ) -> Result<crate::steering::SteeringPort, ReconcileError> {
+        let pod = interfaces.iter().find(|i| i.name == self.id.pod_interface);
+        let ip = pod.and_then(|i| i.addresses.iter().copied().find(IpAddr::is_ipv4));
+        let mac = pod.and_then(|i| i.mac.clone());
+        let (Some(ip), Some(mac)) = (ip, mac) else {
+            return Err(ReconcileError::PodInterface(self.id.pod_interface.clone()));
+        };
+        Ok(
+            s.resolve_port(self.config.tunnel.ovs_port.as_deref(), ip, &mac)
+                .await?,
+        )
+    }
+
     async fn sync_inner(&self, req: SyncRequest) -> Result<(), ReconcileError> {
+        if req.full {
+            // Host names of endpoints are resolved again on every full sync.
+            self.resolved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         let cfg = &self.config;
         let snap = self.catalog.snapshot();
         let local = snap.cluster(&cfg.local_cluster);
@@ -483,19 +550,17 @@ impl Inner {
                 }
             })
             .collect();
+        // A steering problem must not keep WireGuard and routes from following the peers: it
+        // is reported after they are applied (and the runner retries).
+        let mut steering_error = None;
         let steering = match &self.steering {
-            Some(s) => {
-                let pod = interfaces.iter().find(|i| i.name == self.id.pod_interface);
-                let ip = pod.and_then(|i| i.addresses.iter().copied().find(IpAddr::is_ipv4));
-                let mac = pod.and_then(|i| i.mac.clone());
-                let (Some(ip), Some(mac)) = (ip, mac) else {
-                    return Err(ReconcileError::PodInterface(self.id.pod_interface.clone()));
-                };
-                Some(
-                    s.resolve_port(cfg.tunnel.ovs_port.as_deref(), ip, &mac)
-                        .await?,
-                )
-            }
+            Some(s) => match self.steering_port(s, &interfaces).await {
+                Ok(port) => Some(port),
+                Err(e) => {
+                    steering_error = Some(e);
+                    None
+                }
+            },
             None => None,
         };
         let key = self.key.load_full();
@@ -552,6 +617,9 @@ impl Inner {
         *self.labels.lock().unwrap_or_else(|e| e.into_inner()) = plan.labels();
         self.parts.routes.sync(&plan.routes).await?;
         self.mss.sync(&plan.mss_interface, req.full).await?;
+        if let Some(e) = steering_error {
+            return Err(e);
+        }
         if let Some(s) = &self.steering
             && s.apply(&plan.flows).await? != Outcome::Unchanged
         {
@@ -684,19 +752,28 @@ impl Inner {
                     }
                 }
             }
-            let (mut publication, addresses) = self.publication();
-            match p.endpoint(&addresses).await {
-                Ok(e) => publication.endpoint = e,
-                Err(e) => {
-                    tracing::warn!(error = %DisplayChain(&e), "cannot read the per-node service");
-                    publication.endpoint = last.as_ref().and_then(|l| l.endpoint.clone());
-                }
-            }
-            if last.as_ref() != Some(&publication) {
-                match p.publish(&publication).await {
-                    Ok(()) => last = Some(publication),
+            // Never publish from a partial view: our Node (pod subnets, addresses) counts only
+            // once the local cluster's first list is complete.
+            let local_synced = self
+                .catalog
+                .snapshot()
+                .cluster(&self.config.local_cluster)
+                .is_some_and(|c| c.status.synced);
+            if local_synced {
+                let (mut publication, addresses) = self.publication();
+                match p.endpoint(&addresses).await {
+                    Ok(e) => publication.endpoint = e,
                     Err(e) => {
-                        tracing::warn!(error = %DisplayChain(&e), "cannot publish the TunnelEndpoint; retrying")
+                        tracing::warn!(error = %DisplayChain(&e), "cannot read the per-node service");
+                        publication.endpoint = last.as_ref().and_then(|l| l.endpoint.clone());
+                    }
+                }
+                if last.as_ref() != Some(&publication) {
+                    match p.publish(&publication).await {
+                        Ok(()) => last = Some(publication),
+                        Err(e) => {
+                            tracing::warn!(error = %DisplayChain(&e), "cannot publish the TunnelEndpoint; retrying")
+                        }
                     }
                 }
             }

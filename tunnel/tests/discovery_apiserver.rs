@@ -82,6 +82,13 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
     assert_eq!(te["spec"]["publicKey"], key_a.as_str());
     assert_eq!(te["spec"]["node"], "a1");
     assert_eq!(te["spec"]["podCIDRs"], json!(["10.128.0.0/24"]));
+    let node_uid =
+        a.server.get_value("v1", "Node", "", "a1")?.expect("node")["metadata"]["uid"].clone();
+    assert_eq!(
+        te["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "a1", "uid": node_uid}]),
+        "garbage-collected with its node"
+    );
     assert!(
         te["spec"].get("endpoint").is_none_or(|e| e.is_null()),
         "{te}"
@@ -143,6 +150,15 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
         peer_line(&wg_b, &key_a2) == Some(format!("{key_a2} 192.0.2.102:51820 10.128.1.0/24"))
     })
     .await?;
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &agent_b.registry.lock().unwrap())?;
+    let count = metrics
+        .lines()
+        .find(|l| l.starts_with("causeway_tunnel_network_programming_latency_seconds_count"))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(count >= 1, "a2's join was measured: {metrics}");
     let configures = wg_b.configures();
     a.server
         .delete_value("causeway.io/v1alpha1", "TunnelEndpoint", NS, "a2")?;
@@ -244,4 +260,50 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut out)).await??;
     Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steering_problems_do_not_hold_back_peers() -> Result<()> {
+    use causeway_tunnel::host::HostInterface;
+    use causeway_tunnel::steering::FakeSwitch;
+    let dir = tempfile::tempdir()?;
+    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
+    let b = TestCluster::start(dir.path(), "b", "10.129.0.0/16", "172.31.0.0/16").await?;
+    a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
+    let key_b1 = PrivateKey::generate().public_key().to_base64();
+    b.server.apply(&json!({
+        "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
+        "metadata": {"name": "b1", "namespace": NS},
+        "spec": {"node": "b1", "publicKey": key_b1, "endpoint": "198.51.100.1:51820", "podCIDRs": ["10.129.0.0/24"]},
+    }))?;
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &[&a, &b],
+        "{ endpoint: { address: \"192.0.2.11:51820\" }, steering: ovs }",
+    )?;
+    // The switch does not know our pod yet (no external_ids:ip on any port).
+    let switch = Arc::new(FakeSwitch::with_port("veth9", 9));
+    let wg = Arc::new(FakeWg::new("causeway0"));
+    let mut p = parts(&wg);
+    p.switch = Some(switch.clone());
+    p.host = Arc::new(StaticHost(vec![HostInterface {
+        name: "eth0".into(),
+        mac: Some("0a:58:0a:80:00:09".into()),
+        addresses: vec!["10.128.0.9".parse()?],
+    }]));
+    let _agent = start_agent(cfg, &a, "a1", None, p).await?;
+    eventually(T, "peers configured despite steering", || async {
+        peer_line(&wg, &key_b1).is_some()
+    })
+    .await?;
+    assert_eq!(switch.dump(), "", "nothing installed without a port");
+    // The SDN tags our port; the retry installs the flows.
+    switch.set_port_ip("veth9", "10.128.0.9".parse()?);
+    eventually(T, "flows installed", || async {
+        switch.dump().lines().count() == 4
+    })
+    .await?;
+    assert!(switch.dump().contains("output:9"), "{}", switch.dump());
+    Ok(())
 }

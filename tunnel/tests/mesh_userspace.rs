@@ -313,6 +313,7 @@ async fn two_clusters_join_leave_rotate_and_report_down() -> Result<()> {
     .await?;
     let out = tokio::task::block_in_place(|| pinger.wait(Duration::from_secs(40)))?;
     let got = received(&String::from_utf8_lossy(&out.stdout))?;
+    eprintln!("key rotation under ping: {got} of 60 answered");
     assert!(
         got >= 45,
         "only {got} of 60 pings (every 200 ms) survived the rotation"

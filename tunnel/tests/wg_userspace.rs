@@ -96,8 +96,11 @@ fn two_namespaces_ping_tcp_and_update_in_place() -> Result<()> {
         Some("192.0.2.1:51820".parse()?),
         "roamed endpoint"
     );
+    // B sent 20 MiB (b->a) and received most of 20 MiB (a->b): iperf3 -n ends the test once the
+    // client has written its bytes, and with TUN offloads a debug build's receiver may still have
+    // a few MiB queued in its 8 MiB UDP buffer when the server closes the stream.
     assert!(
-        status[0].rx_bytes > 20_000_000 && status[0].tx_bytes > 20_000_000,
+        status[0].rx_bytes > 10_000_000 && status[0].tx_bytes > 20_000_000,
         "{:?}",
         status[0]
     );

@@ -8,7 +8,7 @@
 //!   chain nat-output      { type nat hook output priority -100; jump services }
 //!   chain nat-postrouting { type nat hook postrouting priority srcnat; masquerade what we DNATed }
 //!   chain services        { ip daddr . meta l4proto . th dport vmap @service-ips; ip6 … @service-ips6 }
-//!   chain svc-HASH-…      { counter comment "cw:svc …"; [ip saddr @aff-… goto ep-…]; numgen inc mod N vmap { i : goto ep-… } }
+//!   chain svc-HASH-…      { counter comment "cw:svc …"; [ip saddr @aff-… goto ep-…]; numgen inc mod N-i == 0 goto ep-…, … }
 //!   chain ep-HASH-…       { counter meta mark set meta mark or 0x8000 [update @aff-… { ip saddr }] meta l4proto tcp dnat ip to A:P comment "cw:ep …" }
 //!   set aff-HASH-…        { ipv4_addr; flags dynamic,timeout; timeout <affinity>s }   (sessionAffinity: ClientIP only)
 //! ```
@@ -198,17 +198,23 @@ fn element(key: &VsKey) -> String {
     format!("{} . {} . {}", key.addr.ip(), key.proto.as_lower(), key.addr.port())
 }
 
-/// How a scheduler picks among the slots of the vmap. nftables has no connection
-/// counts, so the least-connection family falls back to random choice.
-fn picker(scheduler: &str, ip: &str) -> String {
+/// How a scheduler picks among a service's slots. nftables has no connection counts, so
+/// the least-connection family falls back to random choice.
+enum Pick {
+    RoundRobin,
+    SourceHash,
+    Random,
+}
+
+fn scheduler_kind(scheduler: &str) -> Pick {
     match scheduler {
-        "rr" | "wrr" => "numgen inc".to_string(),
-        "sh" | "mh" => format!("jhash {ip} saddr"),
-        _ => "numgen random".to_string(),
+        "rr" | "wrr" => Pick::RoundRobin,
+        "sh" | "mh" => Pick::SourceHash,
+        _ => Pick::Random,
     }
 }
 
-/// Most vmap slots one real server may take (its weight; weights above are capped).
+/// Most slots (rules) one real server may take (its weight; weights above are capped).
 const MAX_SLOTS: u32 = 100;
 
 fn svc_comment(key: &VsKey, vs: &VirtualServer) -> String {
@@ -231,7 +237,8 @@ fn svc_comment(key: &VsKey, vs: &VirtualServer) -> String {
 }
 
 /// Appends the commands creating one virtual service's chains, sets and rules.
-fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer) {
+/// `fresh`: the chains are known to be empty (after `flush table`), so no `flush chain`.
+fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, fresh: bool) {
     let (ip, addr_type, _) = family(key);
     let proto = key.proto.as_lower();
     let vs_hash = names::vs_hash(key);
@@ -239,7 +246,10 @@ fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer) {
     let mut sticky = Vec::new();
     for (real, weight) in &vs.reals {
         let ep = names::endpoint_chain(key, *real);
-        let _ = writeln!(out, "add chain inet {t} {ep}\nflush chain inet {t} {ep}");
+        let _ = writeln!(out, "add chain inet {t} {ep}");
+        if !fresh {
+            let _ = writeln!(out, "flush chain inet {t} {ep}");
+        }
         let mut update = String::new();
         if let Some(timeout) = vs.affinity {
             let set = names::affinity_set(key, *real);
@@ -265,18 +275,30 @@ fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer) {
         }
     }
     let svc = names::service_chain(key, &vs.origin);
-    let _ = writeln!(out, "add chain inet {t} {svc}\nflush chain inet {t} {svc}");
+    let _ = writeln!(out, "add chain inet {t} {svc}");
+    if !fresh {
+        let _ = writeln!(out, "flush chain inet {t} {svc}");
+    }
     let _ = writeln!(out, "add rule inet {t} {svc} counter comment \"{}\"", svc_comment(key, vs));
     for (set, ep) in &sticky {
         let _ = writeln!(out, "add rule inet {t} {svc} {ip} saddr @{set} goto {ep}");
     }
-    if !slots.is_empty() {
-        let _ = write!(out, "add rule inet {t} {svc} {} mod {} vmap {{ ", picker(&vs.scheduler, ip), slots.len());
-        for (i, ep) in slots.iter().enumerate() {
-            let sep = if i + 1 < slots.len() { ", " } else { " " };
-            let _ = write!(out, "{i} : goto {ep}{sep}");
-        }
-        out.push_str("}\n");
+    // One rule per slot rather than one `vmap { … }`: every anonymous map is a set the
+    // kernel must name (`__map%d`, found by scanning all sets of the table), which made
+    // loading 10,000 services quadratic (15 s for 4,000 services on 6.18).
+    let n = slots.len();
+    for (i, ep) in slots.iter().enumerate() {
+        let rule = match scheduler_kind(&vs.scheduler) {
+            // Rule i sees the connections rules 0..i did not take; taking every
+            // (n-i)-th of them gives each slot exactly one connection per n, in order.
+            Pick::RoundRobin if i + 1 < n => format!("numgen inc mod {} == 0 goto {ep}", n - i),
+            // The same hash in every rule: slot i takes hash value i.
+            Pick::SourceHash if i + 1 < n => format!("jhash {ip} saddr mod {n} == {i} goto {ep}"),
+            // Probability 1/(n-i) among what is left: uniform over the slots.
+            Pick::Random if i + 1 < n => format!("numgen random mod {} == 0 goto {ep}", n - i),
+            _ => format!("goto {ep}"),
+        };
+        let _ = writeln!(out, "add rule inet {t} {svc} {rule}");
     }
 }
 
@@ -326,7 +348,7 @@ pub fn render_full(t: &str, desired: &DesiredState, existing: &TableObjects) -> 
     let mut out = String::with_capacity(desired.services.len() * 1024 + 2048);
     render_skeleton(&mut out, t);
     for (k, vs) in &desired.services {
-        render_vs(&mut out, t, k, vs);
+        render_vs(&mut out, t, k, vs, true);
     }
     render_elements(&mut out, t, desired);
     let wanted = objects_of(desired);
@@ -400,7 +422,7 @@ pub fn render_partial(t: &str, previous: &DesiredState, desired: &DesiredState) 
         }
     }
     for (k, vs) in &changed {
-        render_vs(&mut out, t, k, vs);
+        render_vs(&mut out, t, k, vs, false);
         let (_, _, map) = family(k);
         let _ = writeln!(
             out,

@@ -25,6 +25,7 @@ use boringtun::x25519;
 use socket2::Socket;
 
 use super::allowed_ips::AllowedIps;
+use super::offload::{self, Gro, VNET_HDR_LEN, VnetHdr};
 use super::peer::Peer;
 use super::sys::{self, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RecvBatch, SendMsg};
 use super::tun::TunQueue;
@@ -134,23 +135,178 @@ struct Run {
     closed: bool,
 }
 
+/// Encrypted datagrams waiting for one `sendmmsg`: an arena they are encrypted into, back to
+/// back, and the GSO runs over it.
+struct SendBatch {
+    arena: Vec<u8>,
+    cursor: usize,
+    runs: Vec<Run>,
+    /// UDP GSO works here (cleared at the first refusal).
+    gso: bool,
+}
+
+impl SendBatch {
+    fn new(bytes: usize) -> Self {
+        Self {
+            arena: vec![0; bytes],
+            cursor: 0,
+            runs: Vec::with_capacity(256),
+            gso: true,
+        }
+    }
+
+    /// Bytes left in the arena.
+    fn room(&self) -> usize {
+        self.arena.len() - self.cursor
+    }
+
+    /// Routes `pkt` by its destination, encrypts it for that peer into the arena and appends it
+    /// to the last run if it can ride in the same GSO train. The caller keeps
+    /// `room() >= pkt.len() + ENCRYPT_SLACK`.
+    fn encrypt(&mut self, state: &State, pkt: &[u8]) {
+        let Some(dst_ip) = Tunn::dst_address(pkt) else {
+            return;
+        };
+        let Some(peer) = state.routes.lookup(dst_ip) else {
+            return;
+        };
+        let Some(dst) = peer.endpoint() else { return };
+        let start = self.cursor;
+        let out = &mut self.arena[start..];
+        if out.len() < pkt.len() + ENCRYPT_SLACK {
+            return;
+        }
+        let written = match peer.tunn().encapsulate(pkt, out) {
+            TunnResult::WriteToNetwork(p) => p.len(),
+            TunnResult::Err(e) => {
+                tracing::trace!(error = ?e, "encapsulate");
+                return;
+            }
+            _ => return, // queued until the handshake completes
+        };
+        self.cursor += written;
+        let joins = self.gso
+            && self.runs.last().is_some_and(|r| {
+                Arc::ptr_eq(&r.peer, peer)
+                    && r.dst == dst
+                    && !r.closed
+                    && r.end == start
+                    && written <= r.segment
+                    && r.count < MAX_GSO_SEGMENTS
+                    && r.end - r.start + written <= MAX_GSO_BYTES
+            });
+        if joins {
+            let r = self.runs.last_mut().expect("checked above");
+            r.end = self.cursor;
+            r.count += 1;
+            r.closed = written < r.segment;
+        } else {
+            self.runs.push(Run {
+                peer: Arc::clone(peer),
+                dst,
+                start,
+                end: self.cursor,
+                segment: written,
+                count: 1,
+                closed: false,
+            });
+        }
+    }
+
+    /// Sends every run with as few `sendmmsg` calls as possible and empties the batch.
+    fn send(&mut self, sock: &Socket) {
+        if self.runs.is_empty() {
+            self.cursor = 0;
+            return;
+        }
+        let arena = &self.arena;
+        let msgs: Vec<SendMsg<'_>> = self
+            .runs
+            .iter()
+            .map(|r| SendMsg {
+                dst: r.dst,
+                data: &arena[r.start..r.end],
+                segment: if r.count > 1 {
+                    u16::try_from(r.segment).unwrap_or(0)
+                } else {
+                    0
+                },
+            })
+            .collect();
+        match sys::send_batch(sock, &msgs) {
+            Ok(()) => {}
+            Err(e)
+                if self.gso
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
+                    ) =>
+            {
+                // No UDP GSO here (old kernel, or a device that refuses it): send singly from now on.
+                tracing::info!(error = %e, "udp gso unavailable, sending datagrams singly");
+                self.gso = false;
+                let singles: Vec<SendMsg<'_>> = self
+                    .runs
+                    .iter()
+                    .flat_map(|r| {
+                        arena[r.start..r.end].chunks(r.segment).map(|c| SendMsg {
+                            dst: r.dst,
+                            data: c,
+                            segment: 0,
+                        })
+                    })
+                    .collect();
+                let _ = sys::send_batch(sock, &singles);
+            }
+            Err(e) => tracing::trace!(error = %e, "sendmmsg"),
+        }
+        for r in &self.runs {
+            r.peer.sent(r.end - r.start);
+        }
+        self.runs.clear();
+        self.cursor = 0;
+    }
+}
+
+/// Room an encryption needs beyond the plaintext: WireGuard's data header and tag (32 bytes), or
+/// a handshake initiation (148 bytes) when the packet is queued instead.
+const ENCRYPT_SLACK: usize = 160;
+
+/// Waits until the queue has something to read; false on timeout or error (after a pause).
+fn wait_readable(tun: &TunQueue) -> bool {
+    match sys::poll_readable(tun, POLL) {
+        Ok(ready) => ready,
+        Err(e) => {
+            tracing::warn!(error = %e, "poll tun");
+            std::thread::sleep(POLL);
+            false
+        }
+    }
+}
+
+/// The socket outbound packets leave from, once bound.
+fn send_socket(shared: &Shared) -> Option<Arc<Socket>> {
+    shared.read().send.clone()
+}
+
 /// Outbound loop of one TUN queue.
 pub(crate) fn outbound(shared: Arc<Shared>, queue: usize) {
+    if shared.tun[queue].vnet() {
+        outbound_offload(&shared, queue);
+    } else {
+        outbound_plain(&shared, queue);
+    }
+}
+
+/// Outbound without offloads: every read is one MTU-sized packet.
+fn outbound_plain(shared: &Shared, queue: usize) {
     let tun = &shared.tun[queue];
     let mut inbuf = vec![[0u8; SLOT]; BATCH];
     let mut lens = [0usize; BATCH];
-    let mut arena = vec![0u8; BATCH * SLOT];
-    let mut runs: Vec<Run> = Vec::with_capacity(BATCH);
-    let mut gso = true;
+    let mut batch = SendBatch::new(BATCH * SLOT);
     while !shared.stopped() {
-        match sys::poll_readable(tun, POLL) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "poll tun");
-                std::thread::sleep(POLL);
-                continue;
-            }
+        if !wait_readable(tun) {
+            continue;
         }
         let mut n = 0;
         while n < BATCH {
@@ -166,115 +322,78 @@ pub(crate) fn outbound(shared: Arc<Shared>, queue: usize) {
                 }
             }
         }
-        if n == 0 {
-            continue;
-        }
-        let state = shared.read();
-        let Some(sock) = state.send.clone() else {
+        let Some(sock) = send_socket(shared) else {
             continue;
         };
-        runs.clear();
-        let mut cursor = 0;
-        for (pkt, &len) in inbuf.iter().zip(&lens).take(n) {
-            let pkt = &pkt[..len];
-            let Some(dst_ip) = Tunn::dst_address(pkt) else {
-                continue;
-            };
-            let Some(peer) = state.routes.lookup(dst_ip) else {
-                continue;
-            };
-            let Some(dst) = peer.endpoint() else { continue };
-            let out = &mut arena[cursor..cursor + SLOT];
-            let written = match peer.tunn().encapsulate(pkt, out) {
-                TunnResult::WriteToNetwork(p) => p.len(),
-                TunnResult::Err(e) => {
-                    tracing::trace!(error = ?e, "encapsulate");
-                    continue;
-                }
-                _ => continue, // queued until the handshake completes
-            };
-            let start = cursor;
-            cursor += written;
-            let joins = gso
-                && runs.last().is_some_and(|r| {
-                    Arc::ptr_eq(&r.peer, peer)
-                        && r.dst == dst
-                        && !r.closed
-                        && r.end == start
-                        && written <= r.segment
-                        && r.count < MAX_GSO_SEGMENTS
-                        && r.end - r.start + written <= MAX_GSO_BYTES
-                });
-            if joins {
-                let r = runs.last_mut().expect("checked above");
-                r.end = cursor;
-                r.count += 1;
-                r.closed = written < r.segment;
-            } else {
-                runs.push(Run {
-                    peer: Arc::clone(peer),
-                    dst,
-                    start,
-                    end: cursor,
-                    segment: written,
-                    count: 1,
-                    closed: false,
-                });
+        {
+            let state = shared.read();
+            for (pkt, &len) in inbuf.iter().zip(&lens).take(n) {
+                batch.encrypt(&state, &pkt[..len]);
             }
         }
-        drop(state);
-        if runs.is_empty() {
-            continue;
-        }
-        let msgs: Vec<SendMsg<'_>> = runs
-            .iter()
-            .map(|r| SendMsg {
-                dst: r.dst,
-                data: &arena[r.start..r.end],
-                segment: if r.count > 1 {
-                    u16::try_from(r.segment).unwrap_or(0)
-                } else {
-                    0
-                },
-            })
-            .collect();
-        match sys::send_batch(&sock, &msgs) {
-            Ok(()) => {}
-            Err(e)
-                if gso
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
-                    ) =>
-            {
-                // No UDP GSO here (old kernel, or a device that refuses it): send singly from now on.
-                tracing::info!(error = %e, "udp gso unavailable, sending datagrams singly");
-                gso = false;
-                let singles: Vec<SendMsg<'_>> = runs
-                    .iter()
-                    .flat_map(|r| {
-                        arena[r.start..r.end].chunks(r.segment).map(|c| SendMsg {
-                            dst: r.dst,
-                            data: c,
-                            segment: 0,
-                        })
-                    })
-                    .collect();
-                let _ = sys::send_batch(&sock, &singles);
-            }
-            Err(e) => tracing::trace!(error = %e, "sendmmsg"),
-        }
-        for r in &runs {
-            r.peer.sent(r.end - r.start);
-        }
+        batch.send(&sock);
     }
 }
 
-/// Inbound loop of one UDP socket.
+/// Bytes of the arena of one outbound thread with offloads: room for several 64 KiB reads.
+const OFFLOAD_ARENA: usize = 512 << 10;
+
+/// Outbound with offloads: a read is a `virtio_net_hdr` and a packet of up to 64 KiB, which
+/// `offload::split` cuts into MTU-sized packets (checksums finished) that are encrypted straight
+/// into the send arena.
+fn outbound_offload(shared: &Shared, queue: usize) {
+    let tun = &shared.tun[queue];
+    let mut inbuf = vec![0u8; VNET_HDR_LEN + 65_535];
+    let mut scratch = vec![0u8; 65_535];
+    let mut batch = SendBatch::new(OFFLOAD_ARENA);
+    while !shared.stopped() {
+        if !wait_readable(tun) {
+            continue;
+        }
+        let Some(sock) = send_socket(shared) else {
+            // Not configured yet: drain the queue.
+            while tun.read(&mut inbuf).is_ok() {}
+            continue;
+        };
+        loop {
+            let len = match tun.read(&mut inbuf) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read tun");
+                    break;
+                }
+            };
+            let Some(hdr) = VnetHdr::parse(&inbuf[..len]) else {
+                continue;
+            };
+            let pkt = &mut inbuf[VNET_HDR_LEN..len];
+            let segments = offload::segment_count(&hdr, pkt.len());
+            let need = pkt.len() + segments * (usize::from(hdr.csum_start) + 60 + ENCRYPT_SLACK);
+            if batch.room() < need {
+                batch.send(&sock);
+            }
+            let state = shared.read();
+            if let Err(e) = offload::split(&hdr, pkt, &mut scratch, |p| batch.encrypt(&state, p)) {
+                tracing::debug!(error = %e, "tun packet dropped");
+            }
+        }
+        batch.send(&sock);
+    }
+}
+
+/// Inbound loop of one UDP socket. With offloads, decrypted TCP segments are coalesced (GRO)
+/// and each batch ends with the held packets written out.
 pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBool>, queue: usize) {
     let tun = &shared.tun[queue % shared.tun.len()];
     let mut batch = RecvBatch::new(16, 65_536);
     let mut out = vec![0u8; 65_536];
+    let mut gro = Gro::new(GRO_FLOWS);
+    let mut write_vnet = |hdr: &VnetHdr, pkt: &[u8]| {
+        if let Err(e) = tun.write_vnet(&hdr.to_bytes(), pkt) {
+            tracing::trace!(error = %e, "write tun");
+        }
+    };
     while !shared.stopped() && !stop.load(Ordering::Relaxed) {
         match batch.recv(&sock) {
             Ok(_) => {}
@@ -293,21 +412,38 @@ pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBo
             }
         }
         let state = shared.read();
-        for (src, data, segment) in batch.messages() {
-            for datagram in data.chunks(segment) {
-                handle_datagram(&state, &sock, tun, src, datagram, &mut out);
+        if tun.vnet() {
+            let mut deliver = |pkt: &[u8]| gro.push(pkt, &mut write_vnet);
+            for (src, data, segment) in batch.messages() {
+                for datagram in data.chunks(segment) {
+                    handle_datagram(&state, &sock, src, datagram, &mut out, &mut deliver);
+                }
+            }
+            gro.flush(&mut write_vnet);
+        } else {
+            let mut deliver = |pkt: &[u8]| {
+                let _ = tun.write(pkt);
+            };
+            for (src, data, segment) in batch.messages() {
+                for datagram in data.chunks(segment) {
+                    handle_datagram(&state, &sock, src, datagram, &mut out, &mut deliver);
+                }
             }
         }
     }
 }
 
+/// TCP flows one inbound thread coalesces at once.
+const GRO_FLOWS: usize = 8;
+
+/// Handles one datagram; decrypted packets whose source the peer may use go to `deliver`.
 fn handle_datagram(
     state: &State,
     sock: &Socket,
-    tun: &TunQueue,
     src: SocketAddr,
     datagram: &[u8],
     out: &mut [u8],
+    deliver: &mut impl FnMut(&[u8]),
 ) {
     if datagram.len() < 4 {
         return;
@@ -364,7 +500,7 @@ fn handle_datagram(
                 .lookup(from)
                 .is_some_and(|p| Arc::ptr_eq(p, peer))
             {
-                let _ = tun.write(packet);
+                deliver(packet);
             }
         }
         TunnResult::WriteToTunnelV6(packet, from) => {
@@ -374,7 +510,7 @@ fn handle_datagram(
                 .lookup(from)
                 .is_some_and(|p| Arc::ptr_eq(p, peer))
             {
-                let _ = tun.write(packet);
+                deliver(packet);
             }
         }
         TunnResult::WriteToNetwork(reply) => {

@@ -6,6 +6,7 @@
 
 mod allowed_ips;
 mod device;
+mod offload;
 mod peer;
 mod sys;
 mod timers;
@@ -68,16 +69,21 @@ pub struct UserspaceOptions {
     pub threads: usize,
     /// UDP socket buffer size, forced past `net.core.[rw]mem_max`.
     pub socket_buffer: usize,
+    /// TUN offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`): read 64 KiB TCP segments and split them
+    /// ourselves, write coalesced TCP segments. Falls back to plain packets where the kernel
+    /// refuses them.
+    pub offload: bool,
 }
 
 impl UserspaceOptions {
-    /// Defaults: MTU 1420, one thread per CPU, 8 MiB socket buffers.
+    /// Defaults: MTU 1420, one thread per CPU, 8 MiB socket buffers, TUN offloads on.
     pub fn new(interface: impl Into<String>) -> Self {
         Self {
             interface: interface.into(),
             mtu: 1420,
             threads: 0,
             socket_buffer: 8 << 20,
+            offload: true,
         }
     }
 }
@@ -127,13 +133,22 @@ impl UserspaceWg {
         })?;
         let queues = (0..threads)
             .map(|queue| {
-                TunQueue::open(&opts.interface).map_err(|source| UserspaceError::Tun {
-                    interface: opts.interface.clone(),
-                    queue,
-                    source,
+                TunQueue::open(&opts.interface, opts.offload).map_err(|source| {
+                    UserspaceError::Tun {
+                        interface: opts.interface.clone(),
+                        queue,
+                        source,
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        tracing::debug!(
+            interface = %opts.interface,
+            queues = threads,
+            vnet = opts.offload,
+            offloads = ?queues[0].offloads(),
+            "tun opened"
+        );
         let rt = link::connect()?;
         let index =
             link::index(&rt, &opts.interface)

@@ -1,0 +1,332 @@
+//! Incremental builds against full builds. Clusters "a" (local), "b", "c"; test
+//! addresses from 10.<k>.0.0/16 (pods) and 10.10<k>.0.0/16 (services), as the benchmark.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Instant as StdInstant;
+
+use causeway_shared::catalog::{Catalog, ClusterStatus};
+use causeway_shared::model::{
+    AddressType, Endpoint, EndpointPort, EndpointSlice, Protocol, ServicePort, ServiceType,
+    SessionAffinity,
+};
+
+use super::*;
+
+const CLUSTERS: [&str; 3] = ["a", "b", "c"];
+
+fn config(alias: bool) -> Arc<Config> {
+    let clusters: String = CLUSTERS
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            format!(
+                "- name: {c}\n  podCIDRs: [10.{k}.0.0/16]\n  serviceCIDRs: [10.10{k}.0.0/16]\n  source: {{file: {c}.yaml}}\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        "cluster: a\nclusters:\n{clusters}dns:\n  clustersetAlias: {alias}\n  dropUnreachableAfter: 60s\n"
+    );
+    Arc::new(Config::from_yaml(Path::new("/test/config.yaml"), &text).unwrap())
+}
+
+/// xorshift64*: a fixed seed gives the same sequence of changes on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+fn port(name: &str, protocol: Protocol, port: u16) -> ServicePort {
+    ServicePort {
+        name: name.into(),
+        protocol,
+        port,
+        target_port: None,
+        node_port: None,
+        app_protocol: None,
+    }
+}
+
+fn service(key: ServiceKey, k: usize, rng: &mut Rng) -> Service {
+    let (service_type, headless, cluster_ips, external_name) = match rng.below(10) {
+        0..=5 => (
+            ServiceType::ClusterIP,
+            false,
+            vec![IpAddr::V4(Ipv4Addr::new(10, 100 + k as u8, 0, rng.below(50) as u8 + 1))],
+            None,
+        ),
+        6..=7 => (ServiceType::ClusterIP, true, vec![], None),
+        8 => (
+            ServiceType::ExternalName,
+            false,
+            vec![],
+            Some(format!("ext{}.example.org", rng.below(3))),
+        ),
+        _ => (ServiceType::ClusterIP, false, vec![], None),
+    };
+    let mut ports = vec![port("http", Protocol::Tcp, 80 + rng.below(2) as u16)];
+    if rng.chance(40) {
+        ports.push(port("dns", Protocol::Udp, 53));
+    }
+    Service {
+        key,
+        service_type,
+        cluster_ips,
+        headless,
+        external_name,
+        ports,
+        publish_not_ready_addresses: rng.chance(20),
+        session_affinity: SessionAffinity::None,
+        annotations: Default::default(),
+        resource_version: None,
+    }
+}
+
+fn slice(key: &ServiceKey, name: &str, k: usize, rng: &mut Rng) -> EndpointSlice {
+    let endpoints = (0..rng.below(4))
+        .map(|_| Endpoint {
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(10, k as u8, 0, rng.below(40) as u8 + 1))],
+            ready: rng.chance(80),
+            serving: true,
+            terminating: false,
+            hostname: rng.chance(30).then(|| format!("pod-{}", rng.below(5))),
+            node_name: None,
+            zone: None,
+            pod_name: None,
+        })
+        .collect();
+    EndpointSlice {
+        namespace: key.namespace.clone(),
+        name: name.into(),
+        service_name: key.name.clone(),
+        address_type: AddressType::IPv4,
+        endpoints,
+        ports: vec![EndpointPort {
+            name: if rng.chance(80) { "http" } else { "dns" }.into(),
+            protocol: Protocol::Tcp,
+            port: 8080,
+            app_protocol: None,
+        }],
+        generation: 0,
+        resource_version: None,
+    }
+}
+
+/// One random change: a service or slice added, changed or removed; now and then every
+/// object re-created with equal values (what the file source publishes on a re-read).
+fn mutate(data: &ClusterData, k: usize, rng: &mut Rng) -> ClusterData {
+    let mut d = data.clone();
+    let key = ServiceKey::new(
+        format!("ns{}", rng.below(3)),
+        format!("svc-{}", rng.below(12)),
+    );
+    match rng.below(10) {
+        0..=3 => d.upsert_service(service(key, k, rng)),
+        4 => {
+            d.remove_service(&key);
+        }
+        5..=7 => {
+            let name = format!("{}-{}", key.name, rng.below(2));
+            d.upsert_slice(slice(&key, &name, k, rng));
+        }
+        8 => {
+            d.remove_slice(&key.namespace, &format!("{}-{}", key.name, rng.below(2)));
+        }
+        _ => {
+            let mut fresh = ClusterData::default();
+            for s in d.services.values() {
+                fresh.upsert_service((**s).clone());
+            }
+            for (_, slices) in d.slices_by_service() {
+                for s in slices.values() {
+                    fresh.upsert_slice((**s).clone());
+                }
+            }
+            d = fresh;
+        }
+    }
+    d
+}
+
+fn synced() -> ClusterStatus {
+    ClusterStatus {
+        synced: true,
+        connected: true,
+        ..ClusterStatus::default()
+    }
+}
+
+#[test]
+fn incremental_builds_equal_full_builds() {
+    for (seed, alias) in [(1u64, false), (7, true), (42, false)] {
+        let config = config(alias);
+        let catalog = Catalog::for_config(&config);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut builder = IndexBuilder::new(config.clone());
+        let mut data: Vec<ClusterData> = vec![ClusterData::default(); CLUSTERS.len()];
+        let mut seen = BuildStats::default();
+        for step in 0..300 {
+            let k = rng.below(CLUSTERS.len() as u64) as usize;
+            let now = Instant::now();
+            if step > 20 && rng.chance(3) {
+                // Unreachable for longer than dropUnreachableAfter: leaves the merged zone.
+                catalog.update_status(CLUSTERS[k], |s| {
+                    s.connected = false;
+                    s.disconnected_since = now.checked_sub(Duration::from_secs(120));
+                });
+            } else if step > 5 || rng.chance(50) {
+                data[k] = mutate(&data[k], k, &mut rng);
+                catalog.publish(CLUSTERS[k], Arc::new(data[k].clone()), synced());
+            }
+            let snap = catalog.snapshot();
+            let incremental = builder.build(&snap, now);
+            seen.incremental_clusters += builder.stats.incremental_clusters;
+            seen.full_clusters += builder.stats.full_clusters;
+            seen.merged_full |= !builder.stats.merged_full;
+            let full = IndexBuilder::new(config.clone()).build(&snap, now);
+            assert_eq!(
+                incremental.dump(),
+                full.dump(),
+                "seed {seed} step {step}: incremental build differs from a full build"
+            );
+        }
+        // The incremental paths were taken (not only full builds).
+        assert!(seen.incremental_clusters > 200, "{seen:?}");
+        assert_eq!(seen.full_clusters, CLUSTERS.len(), "{seen:?}");
+        assert!(seen.merged_full, "merged zone never updated incrementally");
+    }
+}
+
+#[test]
+fn index_is_ready_only_when_every_cluster_is_built() {
+    let config = config(false);
+    let catalog = Catalog::for_config(&config);
+    let mut builder = IndexBuilder::new(config.clone());
+    assert!(!builder.build(&catalog.snapshot(), Instant::now()).ready());
+    for (i, c) in CLUSTERS.iter().enumerate() {
+        catalog.publish(c, Arc::new(ClusterData::default()), synced());
+        let ready = builder.build(&catalog.snapshot(), Instant::now()).ready();
+        assert_eq!(ready, i + 1 == CLUSTERS.len(), "after {c}");
+    }
+}
+
+/// The benchmark's zone (3 clusters x 3,000 services, every 10th headless, 10,000
+/// endpoints per cluster), then one service added to cluster "b" as a fresh parse of its
+/// file (every object re-created) and as a single watch event. Prints times; run with
+/// `cargo test -p causeway-dns --release --lib rebuild_timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, run in release by hand"]
+fn rebuild_timing() {
+    let config = config(false);
+    let catalog = Catalog::for_config(&config);
+    let mut rng = Rng(3);
+    let mut datas = Vec::new();
+    for (k, c) in CLUSTERS.iter().enumerate() {
+        let mut d = ClusterData::default();
+        for i in 0..3000u32 {
+            let key = ServiceKey::new(format!("ns{}", i % 30), format!("svc-{i}"));
+            let headless = i % 10 == 0;
+            let mut svc = service(key.clone(), k, &mut rng);
+            svc.service_type = ServiceType::ClusterIP;
+            svc.external_name = None;
+            svc.headless = headless;
+            svc.ports = vec![port("http", Protocol::Tcp, 80)];
+            svc.cluster_ips = if headless {
+                vec![]
+            } else {
+                vec![IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    100 + k as u8,
+                    (i / 250) as u8,
+                    (i % 250) as u8 + 1,
+                ))]
+            };
+            d.upsert_service(svc);
+            let mut sl = slice(&key, &format!("svc-{i}-1"), k, &mut rng);
+            sl.endpoints = (0..if i < 1000 { 4 } else { 3 })
+                .map(|e| {
+                    let j = i + 3000 * e;
+                    Endpoint {
+                        addresses: vec![IpAddr::V4(Ipv4Addr::new(
+                            10,
+                            k as u8,
+                            (j / 250) as u8,
+                            (j % 250) as u8 + 1,
+                        ))],
+                        ready: true,
+                        serving: true,
+                        terminating: false,
+                        hostname: None,
+                        node_name: None,
+                        zone: None,
+                        pod_name: None,
+                    }
+                })
+                .collect();
+            d.upsert_slice(sl);
+        }
+        catalog.publish(c, Arc::new(d.clone()), synced());
+        datas.push(d);
+    }
+    let mut builder = IndexBuilder::new(config.clone());
+    let t = StdInstant::now();
+    let idx = builder.build(&catalog.snapshot(), Instant::now());
+    let names: usize = idx.zones.iter().map(|z| z.len()).sum();
+    let bytes: usize = idx.zones.iter().map(|z| z.heap_bytes()).sum();
+    println!(
+        "full build: {:?} ({names} names, zones ~{:.1} MB)",
+        t.elapsed(),
+        bytes as f64 / 1e6
+    );
+    drop(idx);
+    for round in 0..3 {
+        // A re-parsed file: every object new, one service more.
+        let mut fresh = ClusterData::default();
+        for s in datas[1].services.values() {
+            fresh.upsert_service((**s).clone());
+        }
+        for (_, slices) in datas[1].slices_by_service() {
+            for s in slices.values() {
+                fresh.upsert_slice((**s).clone());
+            }
+        }
+        let key = ServiceKey::new("bench", format!("probe-{round}"));
+        fresh.upsert_service(service(key, 1, &mut rng));
+        datas[1] = fresh;
+        catalog.publish("b", Arc::new(datas[1].clone()), synced());
+        let t = StdInstant::now();
+        let _idx = builder.build(&catalog.snapshot(), Instant::now());
+        println!(
+            "file re-read, one service added: {:?} {:?}",
+            t.elapsed(),
+            builder.stats
+        );
+        // A watch event: one object changed, the rest the same Arcs.
+        let key = ServiceKey::new("bench", format!("watch-{round}"));
+        datas[1].upsert_service(service(key, 1, &mut rng));
+        catalog.publish("b", Arc::new(datas[1].clone()), synced());
+        let t = StdInstant::now();
+        let _idx = builder.build(&catalog.snapshot(), Instant::now());
+        println!(
+            "watch event, one service added: {:?} {:?}",
+            t.elapsed(),
+            builder.stats
+        );
+    }
+    let t = StdInstant::now();
+    let _idx = IndexBuilder::new(config).build(&catalog.snapshot(), Instant::now());
+    println!("full build again: {:?}", t.elapsed());
+}
