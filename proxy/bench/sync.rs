@@ -36,7 +36,11 @@ fn cluster_yaml(first: usize, count: usize, changed: Option<usize>) -> String {
         let eps: Vec<String> = (0..ENDPOINTS_PER_SERVICE)
             .map(|e| {
                 let n = i * ENDPOINTS_PER_SERVICE + e;
-                let last = if changed == Some(i) && e == 0 { 250 } else { n % 250 + 1 };
+                let last = if changed == Some(i) && e == 0 {
+                    250
+                } else {
+                    n % 250 + 1
+                };
                 format!("{{addresses: [198.19.{}.{}]}}", n / 250 % 256, last)
             })
             .collect();
@@ -57,17 +61,26 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn part1(services: usize) {
-    println!("== planner + render, {services} services / {} endpoints", services * ENDPOINTS_PER_SERVICE);
+    println!(
+        "== planner + render, {services} services / {} endpoints",
+        services * ENDPOINTS_PER_SERVICE
+    );
     let per = services / 3;
     let clusters = ["c1", "c2", "c3"];
     let cat = Catalog::new(["a", "c1", "c2", "c3"], "a");
-    let synced = ClusterStatus { synced: true, connected: true, ..Default::default() };
+    let synced = ClusterStatus {
+        synced: true,
+        connected: true,
+        ..Default::default()
+    };
     for (k, c) in clusters.iter().enumerate() {
         let (data, _) = parse_objects(&cluster_yaml(k * per, per, None)).expect("bench YAML");
         cat.publish(c, Arc::new(data), synced.clone());
     }
     let snap = cat.snapshot();
-    let settings = PlanSettings { stale_rules_expiry: Duration::ZERO };
+    let settings = PlanSettings {
+        stale_rules_expiry: Duration::ZERO,
+    };
     let now = tokio::time::Instant::now();
     let mut plans = vec![];
     let t_plan = median(
@@ -97,9 +110,21 @@ fn part1(services: usize) {
     let t = Instant::now();
     let partial = render_partial("causeway", &desired, &changed);
     let t_partial = t.elapsed();
-    println!("plan (median of 5):           {:>8.1} ms  ({} virtual services)", ms(t_plan), desired.services.len());
-    println!("render full (median of 5):    {:>8.1} ms  ({:.1} MB of nft text)", ms(t_render), len as f64 / 1e6);
-    println!("render one endpoint change:   {:>8.3} ms  ({} commands)", ms(t_partial), partial.lines().count());
+    println!(
+        "plan (median of 5):           {:>8.1} ms  ({} virtual services)",
+        ms(t_plan),
+        desired.services.len()
+    );
+    println!(
+        "render full (median of 5):    {:>8.1} ms  ({:.1} MB of nft text)",
+        ms(t_render),
+        len as f64 / 1e6
+    );
+    println!(
+        "render one endpoint change:   {:>8.3} ms  ({} commands)",
+        ms(t_partial),
+        partial.lines().count()
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -107,7 +132,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn sh(cmd: &str) {
-    let ok = Command::new("sh").arg("-c").arg(cmd).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "{cmd}");
 }
 
@@ -133,15 +163,31 @@ fn synced_lines(log: &Path, services: usize) -> Vec<f64> {
     let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
     text.lines()
         .filter(|l| l.contains(" synced ") && l.contains(&format!("services={services} ")))
-        .filter_map(|l| l.split("elapsed_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("elapsed_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
 fn proc_stats(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r.split(' ').collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm = status
         .lines()
@@ -164,8 +210,8 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 
 /// (sum, count) of the network-programming-latency histogram, from `/metrics`.
 fn programming_latency(ns: &str) -> Option<(f64, f64)> {
-    use std::io::{Read, Write};
     use nix::sched::{CloneFlags, setns};
+    use std::io::{Read, Write};
     let path = format!("/run/netns/{ns}");
     let body = std::thread::spawn(move || -> Option<String> {
         setns(std::fs::File::open(path).ok()?, CloneFlags::CLONE_NEWNET).ok()?;
@@ -178,7 +224,12 @@ fn programming_latency(ns: &str) -> Option<(f64, f64)> {
     .join()
     .ok()??;
     let value = |name: &str| -> Option<f64> {
-        body.lines().find(|l| l.starts_with(name))?.split_whitespace().last()?.parse().ok()
+        body.lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok()
     };
     Some((
         value("causeway_proxy_network_programming_latency_seconds_sum")?,
@@ -194,17 +245,30 @@ impl Drop for Ns {
 }
 
 fn part2(services: usize) {
-    println!("\n== causeway-proxy in a namespace, {services} services / {} endpoints, 3 remote clusters (file sources)", services * ENDPOINTS_PER_SERVICE);
+    println!(
+        "\n== causeway-proxy in a namespace, {services} services / {} endpoints, 3 remote clusters (file sources)",
+        services * ENDPOINTS_PER_SERVICE
+    );
     let dir = tempfile::tempdir().unwrap();
     let per = services / 3;
     let counts = [per, per, services - 2 * per];
     let mut first = 0;
     for (k, n) in counts.iter().enumerate() {
-        std::fs::write(dir.path().join(format!("c{}.yaml", k + 1)), cluster_yaml(first, *n, None)).unwrap();
+        std::fs::write(
+            dir.path().join(format!("c{}.yaml", k + 1)),
+            cluster_yaml(first, *n, None),
+        )
+        .unwrap();
         first += n;
     }
-    std::fs::write(dir.path().join("a.yaml"), "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
-    let mut config = String::from("cluster: a\nclusters:\n- name: a\n  serviceCIDRs: [10.2.0.0/16]\n  source: {file: a.yaml}\n");
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "apiVersion: v1\nkind: List\nitems: []\n",
+    )
+    .unwrap();
+    let mut config = String::from(
+        "cluster: a\nclusters:\n- name: a\n  serviceCIDRs: [10.2.0.0/16]\n  source: {file: a.yaml}\n",
+    );
     for k in 1..=3 {
         let _ = write!(config, "- name: c{k}\n  source: {{file: c{k}.yaml}}\n");
     }
@@ -212,11 +276,20 @@ fn part2(services: usize) {
     let cfg = dir.path().join("causeway.yaml");
     std::fs::write(&cfg, config).unwrap();
     let ns = Ns(format!("cwp-{}-bench", std::process::id()));
-    sh(&format!("ip netns add {0} && ip -n {0} link set lo up && ip -n {0} link add br0 type bridge && ip -n {0} link set br0 up", ns.0));
+    sh(&format!(
+        "ip netns add {0} && ip -n {0} link set lo up && ip -n {0} link add br0 type bridge && ip -n {0} link set br0 up",
+        ns.0
+    ));
     let log = dir.path().join("proxy.log");
     let start = Instant::now();
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_causeway-proxy"), "--config"])
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            env!("CARGO_BIN_EXE_causeway-proxy"),
+            "--config",
+        ])
         .arg(&cfg)
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -225,10 +298,14 @@ fn part2(services: usize) {
         .expect("spawn causeway-proxy");
     let pid = child.id();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait("first full sync", Duration::from_secs(300), || synced_lines(&log, services).first().copied());
+        wait("first full sync", Duration::from_secs(300), || {
+            synced_lines(&log, services).first().copied()
+        });
         let first_sync = start.elapsed();
         let (cpu1, _) = proc_stats(pid);
-        let syncs_before = strip_ansi(&std::fs::read_to_string(&log).unwrap()).matches(" synced ").count();
+        let syncs_before = strip_ansi(&std::fs::read_to_string(&log).unwrap())
+            .matches(" synced ")
+            .count();
         std::thread::sleep(Duration::from_millis(500));
         // One endpoint of one service of c1 changes.
         let tmp = dir.path().join("c1.yaml.tmp");
@@ -243,21 +320,51 @@ fn part2(services: usize) {
         let syncs = synced_lines(&log, services);
         let (cpu2, hwm) = proc_stats(pid);
         let latency = programming_latency(&ns.0);
-        let chains = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "table", "inet", "causeway"]).output().unwrap();
-        let chains = String::from_utf8_lossy(&chains.stdout).matches("\tchain ").count();
-        println!("first full sync, from process start: {:>8.0} ms (the sync itself {:.0} ms; {chains} chains)", ms(first_sync), syncs.first().unwrap_or(&0.0));
-        println!("one endpoint change, file write → applied: {:>6.0} ms (the sync itself {:.1} ms, plan + nft)", ms(change_wall), syncs.last().unwrap_or(&0.0));
+        let chains = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.0, "nft", "list", "table", "inet", "causeway",
+            ])
+            .output()
+            .unwrap();
+        let chains = String::from_utf8_lossy(&chains.stdout)
+            .matches("\tchain ")
+            .count();
+        println!(
+            "first full sync, from process start: {:>8.0} ms (the sync itself {:.0} ms; {chains} chains)",
+            ms(first_sync),
+            syncs.first().unwrap_or(&0.0)
+        );
+        println!(
+            "one endpoint change, file write → applied: {:>6.0} ms (the sync itself {:.1} ms, plan + nft)",
+            ms(change_wall),
+            syncs.last().unwrap_or(&0.0)
+        );
         if let Some((sum, count)) = latency {
-            println!("network programming latency (slice seen → applied), mean of {count}: {:.1} ms", sum / count * 1000.0);
+            println!(
+                "network programming latency (slice seen → applied), mean of {count}: {:.1} ms",
+                sum / count * 1000.0
+            );
         }
         println!("CPU of the proxy: {cpu1:.2} s to the first sync, {cpu2:.2} s in all");
-        println!("peak RSS of the proxy (VmHWM): {:.1} MB", hwm as f64 / 1024.0);
+        println!(
+            "peak RSS of the proxy (VmHWM): {:.1} MB",
+            hwm as f64 / 1024.0
+        );
     }));
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::copy(&log, std::env::temp_dir().join("causeway-proxy-bench.log"));
     if let Err(e) = r {
-        eprintln!("proxy log:\n{}", std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "proxy log:\n{}",
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         std::panic::resume_unwind(e);
     }
 }
@@ -269,9 +376,28 @@ fn main() {
         let n: usize = args[i + 1].parse().unwrap();
         let cat = Catalog::new(["a", "c1"], "a");
         let (data, _) = parse_objects(&cluster_yaml(0, n, None)).unwrap();
-        cat.publish("c1", Arc::new(data), ClusterStatus { synced: true, connected: true, ..Default::default() });
-        let d = plan(&cat.snapshot(), &PlanSettings { stale_rules_expiry: Duration::ZERO }, tokio::time::Instant::now()).desired;
-        std::fs::write(&args[i + 2], render_full("causeway", &d, &TableObjects::default())).unwrap();
+        cat.publish(
+            "c1",
+            Arc::new(data),
+            ClusterStatus {
+                synced: true,
+                connected: true,
+                ..Default::default()
+            },
+        );
+        let d = plan(
+            &cat.snapshot(),
+            &PlanSettings {
+                stale_rules_expiry: Duration::ZERO,
+            },
+            tokio::time::Instant::now(),
+        )
+        .desired;
+        std::fs::write(
+            &args[i + 2],
+            render_full("causeway", &d, &TableObjects::default()),
+        )
+        .unwrap();
         return;
     }
     // `cargo bench` passes `--bench`; a filter argument `plan` runs part 1 only.

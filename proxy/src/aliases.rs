@@ -75,16 +75,28 @@ impl Aliases {
     pub fn new(interface: impl Into<String>) -> Result<Self, AliasError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(AliasError::Connect)?;
         tokio::spawn(conn);
-        Ok(Aliases { handle, interface: interface.into() })
+        Ok(Aliases {
+            handle,
+            interface: interface.into(),
+        })
     }
 
     fn nl(&self, op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> AliasError + '_ {
         let op = op.into();
-        move |source| AliasError::Netlink { op, interface: self.interface.clone(), source }
+        move |source| AliasError::Netlink {
+            op,
+            interface: self.interface.clone(),
+            source,
+        }
     }
 
     async fn index(&self) -> Result<u32, AliasError> {
-        let mut links = self.handle.link().get().match_name(self.interface.clone()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(self.interface.clone())
+            .execute();
         match links.try_next().await {
             Ok(Some(link)) => Ok(link.header.index),
             Ok(None) => Err(AliasError::NoInterface(self.interface.clone())),
@@ -109,7 +121,13 @@ impl Aliases {
     /// Our addresses on the interface now.
     pub async fn list(&self) -> Result<BTreeSet<IpAddr>, AliasError> {
         let index = self.index().await?;
-        Ok(self.addresses(index).await?.iter().filter(|m| is_ours(m)).filter_map(address_of).collect())
+        Ok(self
+            .addresses(index)
+            .await?
+            .iter()
+            .filter(|m| is_ours(m))
+            .filter_map(address_of)
+            .collect())
     }
 
     /// Makes our addresses on the interface exactly `vips` (addresses that are not ours
@@ -122,7 +140,12 @@ impl Aliases {
         for msg in current.iter().filter(|m| is_ours(m)) {
             let Some(ip) = address_of(msg) else { continue };
             if !vips.contains(&ip) {
-                self.handle.address().del(msg.clone()).execute().await.map_err(self.nl(format!("delete {ip}")))?;
+                self.handle
+                    .address()
+                    .del(msg.clone())
+                    .execute()
+                    .await
+                    .map_err(self.nl(format!("delete {ip}")))?;
                 changes.removed.push(ip);
             }
         }
@@ -131,8 +154,13 @@ impl Aliases {
             let mut req = self.handle.address().add(index, *ip, prefix);
             let msg = req.message_mut();
             msg.header.scope = AddressScope::Host;
-            msg.attributes.push(AddressAttribute::Protocol(AddressProtocol::from(ADDR_PROTO)));
-            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad | AddressFlags::Noprefixroute));
+            msg.attributes
+                .push(AddressAttribute::Protocol(AddressProtocol::from(
+                    ADDR_PROTO,
+                )));
+            msg.attributes.push(AddressAttribute::Flags(
+                AddressFlags::Nodad | AddressFlags::Noprefixroute,
+            ));
             let label = format!("{}:cw", self.interface);
             if ip.is_ipv4() && label.len() <= 15 {
                 msg.attributes.push(AddressAttribute::Label(label));

@@ -106,7 +106,11 @@ pub fn render_ipvsadm(state: &KernelState, view: View) -> String {
         if view.explain {
             match &svc.origin {
                 Some(o) => {
-                    let port = if o.port.is_empty() { String::new() } else { format!(":{}", o.port) };
+                    let port = if o.port.is_empty() {
+                        String::new()
+                    } else {
+                        format!(":{}", o.port)
+                    };
                     let _ = write!(
                         out,
                         "  # cluster={} service={}{} generation={}",
@@ -216,7 +220,11 @@ async fn ipvs_json(State(st): State<DebugState>) -> Response {
                 })
                 .collect();
             let body = serde_json::json!({ "header": k.header, "services": services });
-            ([(header::CONTENT_TYPE, "application/json")], format!("{body:#}\n")).into_response()
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{body:#}\n"),
+            )
+                .into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("error: {e}\n")).into_response(),
     }

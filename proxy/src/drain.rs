@@ -19,7 +19,10 @@ pub struct Drains {
 
 impl Drains {
     pub fn new(grace: Duration) -> Self {
-        Drains { grace, deadlines: BTreeMap::new() }
+        Drains {
+            grace,
+            deadlines: BTreeMap::new(),
+        }
     }
 
     /// Adds to `desired`, at weight 0, every real server of `applied` that the plan
@@ -34,7 +37,9 @@ impl Drains {
     ) {
         let mut next = BTreeMap::new();
         for (key, old) in &applied.services {
-            let Some(new) = desired.services.get_mut(key) else { continue };
+            let Some(new) = desired.services.get_mut(key) else {
+                continue;
+            };
             for real in old.reals.keys() {
                 if new.reals.contains_key(real) {
                     continue;

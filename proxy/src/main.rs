@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use causeway_proxy::aliases::Aliases;
+use causeway_proxy::backend::Backend;
 use causeway_proxy::backend::ipvs::{IpvsBackend, IpvsBackendError};
 use causeway_proxy::backend::nft::NftBackend;
-use causeway_proxy::backend::Backend;
 use causeway_proxy::debug::{self, DebugState};
 use causeway_proxy::metrics::ProxyMetrics;
 use causeway_proxy::plan::{DesiredState, PlanSettings};
@@ -30,9 +30,15 @@ struct Args {
 }
 
 fn owner_of(config: &Config) -> Owner {
-    let remotes: Vec<_> = config.remotes().map(|c| (c.name.clone(), c.service_cidrs.clone())).collect();
+    let remotes: Vec<_> = config
+        .remotes()
+        .map(|c| (c.name.clone(), c.service_cidrs.clone()))
+        .collect();
     Arc::new(move |ip: IpAddr| {
-        remotes.iter().find(|(_, cidrs)| cidrs.iter().any(|n| n.contains(&ip))).map(|(n, _)| n.clone())
+        remotes
+            .iter()
+            .find(|(_, cidrs)| cidrs.iter().any(|n| n.contains(&ip)))
+            .map(|(n, _)| n.clone())
     })
 }
 
@@ -76,10 +82,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let backend = choose_backend(&cfg, &owner)?;
     tracing::info!(backend = backend.name(), interface = %cfg.proxy.interface, "starting");
     let aliases = Aliases::new(cfg.proxy.interface.clone()).context("proxy.interface")?;
-    aliases
-        .list()
-        .await
-        .with_context(|| format!("{}: proxy.interface {:?}", cfg.path.display(), cfg.proxy.interface))?;
+    aliases.list().await.with_context(|| {
+        format!(
+            "{}: proxy.interface {:?}",
+            cfg.path.display(),
+            cfg.proxy.interface
+        )
+    })?;
     let metrics = process.with_registry(ProxyMetrics::register);
     let applied = Arc::new(ArcSwap::from_pointee(DesiredState::default()));
     let backend = Arc::new(Mutex::new(backend));
@@ -87,15 +96,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         process.catalog.clone(),
         backend.clone(),
         Some(aliases),
-        PlanSettings { stale_rules_expiry: cfg.proxy.stale_rules_expiry.into() },
+        PlanSettings {
+            stale_rules_expiry: cfg.proxy.stale_rules_expiry.into(),
+        },
         cfg.proxy.graceful_termination_period.into(),
         metrics,
         owner,
         applied.clone(),
     );
-    syncer.adopt().await.context("reading the kernel state to adopt")?;
-    let router = process.telemetry_router().merge(debug::router(DebugState { backend, applied }));
-    let bound = telemetry::serve(cfg.proxy.metrics_listen, router).await.context("proxy.metricsListen")?;
+    syncer
+        .adopt()
+        .await
+        .context("reading the kernel state to adopt")?;
+    let router = process
+        .telemetry_router()
+        .merge(debug::router(DebugState { backend, applied }));
+    let bound = telemetry::serve(cfg.proxy.metrics_listen, router)
+        .await
+        .context("proxy.metricsListen")?;
     tracing::info!(%bound, "telemetry and /ipvs listening");
     process.start_default_sources(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
     let timing = SyncTiming {

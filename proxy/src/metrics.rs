@@ -32,7 +32,10 @@ pub struct ProxyMetrics {
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0].into_iter()
+    [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+    .into_iter()
 }
 
 impl ProxyMetrics {
@@ -52,7 +55,11 @@ impl ProxyMetrics {
             "Time to plan and apply one sync, by kind (full or partial)",
             m.sync_duration.clone(),
         );
-        r.register("sync_failures", "Syncs whose apply failed", m.sync_failures.clone());
+        r.register(
+            "sync_failures",
+            "Syncs whose apply failed",
+            m.sync_failures.clone(),
+        );
         r.register(
             "last_sync_success_timestamp_seconds",
             "Unix time of the last successful sync",
@@ -63,9 +70,21 @@ impl ProxyMetrics {
             "From an EndpointSlice or Service change seen by the source to the kernel programmed",
             m.programming_latency.clone(),
         );
-        r.register("virtual_services", "Virtual services programmed, by cluster", m.services.clone());
-        r.register("real_servers", "Real servers programmed, by cluster", m.real_servers.clone());
-        r.register("draining_real_servers", "Real servers kept at weight 0 while draining", m.draining.clone());
+        r.register(
+            "virtual_services",
+            "Virtual services programmed, by cluster",
+            m.services.clone(),
+        );
+        r.register(
+            "real_servers",
+            "Real servers programmed, by cluster",
+            m.real_servers.clone(),
+        );
+        r.register(
+            "draining_real_servers",
+            "Real servers kept at weight 0 while draining",
+            m.draining.clone(),
+        );
         m
     }
 }

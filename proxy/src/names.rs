@@ -74,13 +74,21 @@ pub fn service_chain(key: &VsKey, origin: &Origin) -> String {
 
 /// Chain of one real server of a virtual service: `ep-HASH-ip/port`.
 pub fn endpoint_chain(key: &VsKey, real: SocketAddr) -> String {
-    let hash = short_hash(&[key.proto.as_lower(), &key.addr.to_string(), &real.to_string()]);
+    let hash = short_hash(&[
+        key.proto.as_lower(),
+        &key.addr.to_string(),
+        &real.to_string(),
+    ]);
     join("ep", &hash, &addr_text(real))
 }
 
 /// Session-affinity set of one real server: `aff-HASH-ip/port`.
 pub fn affinity_set(key: &VsKey, real: SocketAddr) -> String {
-    let hash = short_hash(&[key.proto.as_lower(), &key.addr.to_string(), &real.to_string()]);
+    let hash = short_hash(&[
+        key.proto.as_lower(),
+        &key.addr.to_string(),
+        &real.to_string(),
+    ]);
     join("aff", &hash, &addr_text(real))
 }
 
@@ -98,7 +106,10 @@ mod tests {
     use causeway_shared::model::{Protocol, ServiceKey};
 
     fn key(addr: &str) -> VsKey {
-        VsKey { proto: Protocol::Tcp, addr: addr.parse().unwrap() }
+        VsKey {
+            proto: Protocol::Tcp,
+            addr: addr.parse().unwrap(),
+        }
     }
 
     fn origin(ns: &str) -> Origin {
@@ -120,7 +131,11 @@ mod tests {
         assert_eq!(vs_hash(&k).len(), 8);
         let ep = endpoint_chain(&k, "[2001:db8::5]:8080".parse().unwrap());
         assert!(ep.ends_with("-2001.db8..5/8080"), "{ep}");
-        for n in [chain, ep, affinity_set(&k, "198.51.100.1:1".parse().unwrap())] {
+        for n in [
+            chain,
+            ep,
+            affinity_set(&k, "198.51.100.1:1".parse().unwrap()),
+        ] {
             assert!(is_valid(&n), "{n}");
         }
     }

@@ -39,7 +39,12 @@ pub struct VsKey {
 
 impl VsKey {
     fn sort_key(&self) -> (bool, Protocol, IpAddr, u16) {
-        (self.addr.is_ipv6(), self.proto, self.addr.ip(), self.addr.port())
+        (
+            self.addr.is_ipv6(),
+            self.proto,
+            self.addr.ip(),
+            self.addr.port(),
+        )
     }
 }
 
@@ -165,7 +170,8 @@ pub fn plan(snapshot: &Snapshot, settings: &PlanSettings, now: Instant) -> Plan 
             out.expired.insert(view.name.clone());
             continue;
         }
-        out.generations.insert(view.name.clone(), view.status.data_generation);
+        out.generations
+            .insert(view.name.clone(), view.status.data_generation);
         for svc in view.data.services.values() {
             for (key, vs) in virtual_servers(&view.name, &view.data, svc) {
                 match out.desired.services.get(&key) {
@@ -208,11 +214,18 @@ pub fn virtual_servers(
     };
     let mut out = Vec::new();
     for &vip in &svc.cluster_ips {
-        let family = if vip.is_ipv4() { AddressType::IPv4 } else { AddressType::IPv6 };
+        let family = if vip.is_ipv4() {
+            AddressType::IPv4
+        } else {
+            AddressType::IPv6
+        };
         for port in &svc.ports {
             let mut reals: BTreeMap<SocketAddr, u32> = BTreeMap::new();
             let mut generation = 0;
-            for slice in data.slices_of(&svc.key).filter(|s| s.address_type == family) {
+            for slice in data
+                .slices_of(&svc.key)
+                .filter(|s| s.address_type == family)
+            {
                 let Some(sp) = slice
                     .ports
                     .iter()
@@ -230,13 +243,18 @@ pub fn virtual_servers(
                         continue;
                     };
                     for addr in ep.addresses.iter().filter(|a| a.is_ipv4() == vip.is_ipv4()) {
-                        let w = reals.entry(SocketAddr::new(*addr, sp.port)).or_insert(weight);
+                        let w = reals
+                            .entry(SocketAddr::new(*addr, sp.port))
+                            .or_insert(weight);
                         *w = (*w).max(weight);
                     }
                 }
             }
             out.push((
-                VsKey { proto: port.protocol, addr: SocketAddr::new(vip, port.port) },
+                VsKey {
+                    proto: port.protocol,
+                    addr: SocketAddr::new(vip, port.port),
+                },
                 VirtualServer {
                     scheduler: scheduler.clone(),
                     affinity,

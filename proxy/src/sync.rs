@@ -94,7 +94,10 @@ impl Syncer {
     }
 
     fn backend_name(&self) -> &'static str {
-        self.backend.lock().unwrap_or_else(|e| e.into_inner()).name()
+        self.backend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .name()
     }
 
     /// Reads what the kernel holds and takes it as the applied state, so clusters not
@@ -102,10 +105,15 @@ impl Syncer {
     pub async fn adopt(&mut self) -> Result<usize, SyncError> {
         let backend = self.backend.clone();
         let name = self.backend_name();
-        let kernel = tokio::task::spawn_blocking(move || backend.lock().unwrap_or_else(|e| e.into_inner()).read())
-            .await
-            .map_err(|e| SyncError::Task(e.to_string()))?
-            .map_err(|source| SyncError::Backend { backend: name, source })?;
+        let kernel = tokio::task::spawn_blocking(move || {
+            backend.lock().unwrap_or_else(|e| e.into_inner()).read()
+        })
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?
+        .map_err(|source| SyncError::Backend {
+            backend: name,
+            source,
+        })?;
         let owner = self.owner.clone();
         let adopted = kernel.to_desired(|ip| owner(ip));
         let n = adopted.services.len();
@@ -137,7 +145,10 @@ impl Syncer {
         desired.carry_over(&previous, &plan.unsynced);
         {
             let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
-            self.drains.retain(&mut desired, &previous, started, |vs, real| backend.connections(vs, real));
+            self.drains
+                .retain(&mut desired, &previous, started, |vs, real| {
+                    backend.connections(vs, real)
+                });
         }
         let desired = Arc::new(desired);
         let backend = self.backend.clone();
@@ -153,18 +164,29 @@ impl Syncer {
             Ok(r) => r,
             Err(source) => {
                 self.metrics.sync_failures.inc();
-                return Err(SyncError::Backend { backend: name, source });
+                return Err(SyncError::Backend {
+                    backend: name,
+                    source,
+                });
             }
         };
         self.applied.store(desired.clone());
         let vips = desired.vips();
-        if let Some(aliases) = self.aliases.as_ref().filter(|_| req.full || self.alias_vips.as_ref() != Some(&vips)) {
+        if let Some(aliases) = self
+            .aliases
+            .as_ref()
+            .filter(|_| req.full || self.alias_vips.as_ref() != Some(&vips))
+        {
             self.alias_vips = None;
             let changes = aliases.sync(&vips).await.inspect_err(|_| {
                 self.metrics.sync_failures.inc();
             })?;
             if !changes.added.is_empty() || !changes.removed.is_empty() {
-                tracing::debug!(added = changes.added.len(), removed = changes.removed.len(), "aliases changed");
+                tracing::debug!(
+                    added = changes.added.len(),
+                    removed = changes.removed.len(),
+                    "aliases changed"
+                );
             }
             self.alias_vips = Some(vips);
         }
@@ -193,23 +215,31 @@ impl Syncer {
     ) {
         let m = &self.metrics;
         let kind = if full { "full" } else { "partial" };
-        m.sync_duration.get_or_create(&KindLabel { kind: kind.into() }).observe(elapsed.as_secs_f64());
+        m.sync_duration
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .observe(elapsed.as_secs_f64());
         let now = SystemTime::now();
-        m.last_success.set(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+        m.last_success.set(
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
         for (cluster, generation) in generations {
             let seen_before = self.generations.get(cluster);
-            if seen_before.is_some_and(|g| g != generation) {
-                if let Some(changed) = snapshot.cluster(cluster).and_then(|c| c.status.last_update) {
-                    let latency = now.duration_since(changed).unwrap_or_default();
-                    m.programming_latency.observe(latency.as_secs_f64());
-                }
+            let changed = snapshot.cluster(cluster).and_then(|c| c.status.last_update);
+            if let Some(changed) = changed.filter(|_| seen_before.is_some_and(|g| g != generation))
+            {
+                let latency = now.duration_since(changed).unwrap_or_default();
+                m.programming_latency.observe(latency.as_secs_f64());
             }
             self.generations.insert(cluster.clone(), *generation);
         }
         let counts = desired.counts();
         for view in snapshot.clusters.values().filter(|v| !v.local) {
             let (s, r) = counts.get(view.name.as_str()).copied().unwrap_or_default();
-            let label = ClusterLabel { cluster: view.name.clone() };
+            let label = ClusterLabel {
+                cluster: view.name.clone(),
+            };
             m.services.get_or_create(&label).set(s as i64);
             m.real_servers.get_or_create(&label).set(r as i64);
         }

@@ -96,7 +96,11 @@ spec:
 /// A catalog with `a` local and `b` remote, both synced from the texts above.
 pub fn catalog_with(b: &str) -> Arc<Catalog> {
     let cat = Catalog::new(["a", "b"], "a");
-    let synced = ClusterStatus { synced: true, connected: true, ..Default::default() };
+    let synced = ClusterStatus {
+        synced: true,
+        connected: true,
+        ..Default::default()
+    };
     for (name, text) in [("a", CLUSTER_A), ("b", b)] {
         let (data, _) = parse_objects(text).expect("test YAML parses");
         cat.publish(name, Arc::new(data), synced.clone());

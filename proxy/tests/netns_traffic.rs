@@ -25,7 +25,11 @@ fn telemetry() -> SocketAddr {
 
 /// Writes the config and an empty local cluster into `dir`.
 fn write_config(dir: &Path) -> std::path::PathBuf {
-    std::fs::write(dir.join("a.yaml"), "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
+    std::fs::write(
+        dir.join("a.yaml"),
+        "apiVersion: v1\nkind: List\nitems: []\n",
+    )
+    .unwrap();
     let config = dir.join("causeway.yaml");
     std::fs::write(
         &config,
@@ -97,17 +101,23 @@ endpoints:
 }
 
 fn ipvs(lab: &Lab) -> Option<String> {
-    lab.http_get(telemetry(), "/ipvs").ok().filter(|t| t.starts_with("IP Virtual Server"))
+    lab.http_get(telemetry(), "/ipvs")
+        .ok()
+        .filter(|t| t.starts_with("IP Virtual Server"))
 }
 
 fn wait_reals(lab: &Lab, proxy: &ProxyProcess, n: usize) -> String {
     let mut last = String::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(WAIT, &format!("{n} real servers per service in /ipvs"), || {
-            let t = ipvs(lab)?;
-            last = t.clone();
-            (t.matches(" Masq ").count() == 2 * n).then_some(t)
-        })
+        wait_for(
+            WAIT,
+            &format!("{n} real servers per service in /ipvs"),
+            || {
+                let t = ipvs(lab)?;
+                last = t.clone();
+                (t.matches(" Masq ").count() == 2 * n).then_some(t)
+            },
+        )
     }));
     r.unwrap_or_else(|_| panic!("last /ipvs:\n{last}\nproxy log:\n{}", proxy.log_text()))
 }
@@ -117,7 +127,11 @@ fn remote_service_round_robin_over_tcp_and_udp_with_ipvsadm_view_and_aliases() {
     let lab = Lab::new("rr", 3);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let eps: Vec<_> = lab.backends.iter().map(|(_, ip)| (ip.as_str(), true, false)).collect();
+    let eps: Vec<_> = lab
+        .backends
+        .iter()
+        .map(|(_, ip)| (ip.as_str(), true, false))
+        .collect();
     write_cluster_b(dir.path(), Some(&eps));
     // An address that is not ours, equal to no VIP: it must survive every sync.
     lab.sh("ip addr add 192.0.2.77/32 dev br0");
@@ -149,27 +163,45 @@ UDP  192.0.2.10:53 rr
     // TCP: every connection goes to the next backend in turn.
     let names: Vec<String> = (0..6)
         .map(|_| {
-            let mut c = lab.connect(VIP_TCP.parse().unwrap()).expect("connect to the VIP");
+            let mut c = lab
+                .connect(VIP_TCP.parse().unwrap())
+                .expect("connect to the VIP");
             ask(&mut c).expect("answer")
         })
         .collect();
     let first: BTreeSet<_> = names[..3].iter().cloned().collect();
-    assert_eq!(first, ["b1", "b2", "b3"].map(String::from).into(), "{names:?}");
-    assert_eq!(names[..3], names[3..], "round robin repeats in the same order: {names:?}");
+    assert_eq!(
+        first,
+        ["b1", "b2", "b3"].map(String::from).into(),
+        "{names:?}"
+    );
+    assert_eq!(
+        names[..3],
+        names[3..],
+        "round robin repeats in the same order: {names:?}"
+    );
 
     // UDP: each new flow goes to the next backend.
-    let udp: BTreeSet<String> = (0..6).map(|_| lab.udp_ask(VIP_UDP.parse().unwrap()).expect("udp answer")).collect();
+    let udp: BTreeSet<String> = (0..6)
+        .map(|_| lab.udp_ask(VIP_UDP.parse().unwrap()).expect("udp answer"))
+        .collect();
     assert_eq!(udp, ["b1", "b2", "b3"].map(String::from).into());
 
     // Stats: six TCP connections scheduled.
     let stats = lab.http_get(telemetry(), "/ipvs?stats").unwrap();
-    assert!(stats.contains("TCP  192.0.2.10:80                       6        0"), "{stats}");
+    assert!(
+        stats.contains("TCP  192.0.2.10:80                       6        0"),
+        "{stats}"
+    );
     let json = lab.http_get(telemetry(), "/ipvs.json").unwrap();
     assert!(json.contains("\"namespace\": \"demo\""), "{json}");
 
     // The VIP is an alias on br0, marked as ours; the foreign address is untouched.
     let addrs = lab.sh("ip -o addr show dev br0");
-    assert!(addrs.contains("inet 192.0.2.10/32") && addrs.contains("br0:cw"), "{addrs}");
+    assert!(
+        addrs.contains("inet 192.0.2.10/32") && addrs.contains("br0:cw"),
+        "{addrs}"
+    );
     assert!(addrs.contains("inet 192.0.2.77/32"), "{addrs}");
 
     // The service goes: its alias and virtual services go, the foreign address stays.
@@ -177,11 +209,22 @@ UDP  192.0.2.10:53 rr
     wait_for(WAIT, "alias removed", || {
         (!lab.sh("ip -o addr show dev br0").contains("192.0.2.10/32")).then_some(())
     });
-    wait_for(WAIT, "no virtual service", || ipvs(&lab).filter(|t| !t.contains("TCP  ")));
-    assert!(lab.sh("ip -o addr show dev br0").contains("inet 192.0.2.77/32"));
+    wait_for(WAIT, "no virtual service", || {
+        ipvs(&lab).filter(|t| !t.contains("TCP  "))
+    });
+    assert!(
+        lab.sh("ip -o addr show dev br0")
+            .contains("inet 192.0.2.77/32")
+    );
     let metrics = lab.http_get(telemetry(), "/metrics").unwrap();
-    assert!(metrics.contains("causeway_proxy_sync_duration_seconds_count{kind=\"full\"} 1"), "{metrics}");
-    assert!(metrics.contains("causeway_proxy_network_programming_latency_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("causeway_proxy_sync_duration_seconds_count{kind=\"full\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("causeway_proxy_network_programming_latency_seconds_count"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -189,7 +232,13 @@ fn endpoint_removal_drains_without_resetting_an_open_connection() {
     let lab = Lab::new("drain", 2);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    write_cluster_b(dir.path(), Some(&[("198.51.100.11", true, false), ("198.51.100.12", true, false)]));
+    write_cluster_b(
+        dir.path(),
+        Some(&[
+            ("198.51.100.11", true, false),
+            ("198.51.100.12", true, false),
+        ]),
+    );
     let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
     wait_reals(&lab, &proxy, 2);
 
@@ -204,11 +253,21 @@ fn endpoint_removal_drains_without_resetting_an_open_connection() {
     // The endpoint goes from the slice: kept at weight 0 while it drains.
     write_cluster_b(dir.path(), Some(&[(kept_ip, true, false)]));
     let draining = format!("  -> {:<28} Masq    0 ", format!("{gone_ip}:8080"));
-    wait_for(WAIT, "weight 0 while draining", || ipvs(&lab).filter(|t| t.contains(&draining)));
-    assert_eq!(ask(&mut conn).unwrap(), first, "the open connection still reaches its backend");
+    wait_for(WAIT, "weight 0 while draining", || {
+        ipvs(&lab).filter(|t| t.contains(&draining))
+    });
+    assert_eq!(
+        ask(&mut conn).unwrap(),
+        first,
+        "the open connection still reaches its backend"
+    );
     for _ in 0..4 {
         let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
-        assert_eq!(ask(&mut c).unwrap(), kept, "no new connection to a draining backend");
+        assert_eq!(
+            ask(&mut c).unwrap(),
+            kept,
+            "no new connection to a draining backend"
+        );
     }
     // After the grace period it is gone from the rules; the connection lives on.
     wait_for(WAIT, "drained real server removed", || {
@@ -217,8 +276,13 @@ fn endpoint_removal_drains_without_resetting_an_open_connection() {
     assert_eq!(ask(&mut conn).unwrap(), first);
 
     // A terminating-but-serving endpoint also gets weight 0 (from the slice itself).
-    write_cluster_b(dir.path(), Some(&[(kept_ip, true, false), (gone_ip, false, true)]));
-    wait_for(WAIT, "terminating endpoint at weight 0", || ipvs(&lab).filter(|t| t.contains(&draining)));
+    write_cluster_b(
+        dir.path(),
+        Some(&[(kept_ip, true, false), (gone_ip, false, true)]),
+    );
+    wait_for(WAIT, "terminating endpoint at weight 0", || {
+        ipvs(&lab).filter(|t| t.contains(&draining))
+    });
     assert_eq!(ask(&mut conn).unwrap(), first);
 }
 
@@ -227,7 +291,13 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
     let lab = Lab::new("restart", 2);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    write_cluster_b(dir.path(), Some(&[("198.51.100.11", true, false), ("198.51.100.12", true, false)]));
+    write_cluster_b(
+        dir.path(),
+        Some(&[
+            ("198.51.100.11", true, false),
+            ("198.51.100.12", true, false),
+        ]),
+    );
     let mut proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
     let before = wait_reals(&lab, &proxy, 2);
     let mut conn = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
@@ -238,17 +308,25 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
     let table = lab.sh("nft list table inet causeway");
     assert!(table.contains("chain svc-"), "{table}");
     assert_eq!(ask(&mut conn).unwrap(), first);
-    let mut c = lab.connect(VIP_TCP.parse().unwrap()).expect("new connections work while the proxy is down");
+    let mut c = lab
+        .connect(VIP_TCP.parse().unwrap())
+        .expect("new connections work while the proxy is down");
     assert!(ask(&mut c).is_ok());
 
     let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy2.log"));
     wait_for(WAIT, "adopted and synced", || {
         let log = proxy.log_text();
-        (log.contains("adopted the kernel state") && log.contains("services=2") && log.contains("synced"))
-            .then_some(())
+        (log.contains("adopted the kernel state")
+            && log.contains("services=2")
+            && log.contains("synced"))
+        .then_some(())
     });
     assert_eq!(wait_reals(&lab, &proxy, 2), before);
-    assert_eq!(ask(&mut conn).unwrap(), first, "the open connection survived the restart");
+    assert_eq!(
+        ask(&mut conn).unwrap(),
+        first,
+        "the open connection survived the restart"
+    );
     let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
     assert!(ask(&mut c).is_ok());
 }

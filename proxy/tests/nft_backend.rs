@@ -13,13 +13,25 @@ fn nft_backend_passes_the_conformance_battery() {
     let mut real = NftBackend::new("cwtest").in_netns(&ns.0);
     assert!(real.read().unwrap().services.is_empty(), "no table yet");
     let name = ns.0.clone();
-    conformance::run(&mut real, move || Box::new(NftBackend::new("cwtest").in_netns(&name)));
+    conformance::run(&mut real, move || {
+        Box::new(NftBackend::new("cwtest").in_netns(&name))
+    });
 
     // The table holds nothing stale: base chains plus one service and one endpoint chain.
-    let table = netns::run(&format!("ip netns exec {} nft list table inet cwtest", ns.0));
+    let table = netns::run(&format!(
+        "ip netns exec {} nft list table inet cwtest",
+        ns.0
+    ));
     assert_eq!(table.matches("\tchain ").count(), 4 + 2, "{table}");
-    assert!(!table.contains("set aff-"), "affinity sets removed:\n{table}");
+    assert!(
+        !table.contains("set aff-"),
+        "affinity sets removed:\n{table}"
+    );
     // The adopted comments round-trip exactly, origins included.
-    let adopted = NftBackend::new("cwtest").in_netns(&ns.0).read().unwrap().to_desired(|_| None);
+    let adopted = NftBackend::new("cwtest")
+        .in_netns(&ns.0)
+        .read()
+        .unwrap()
+        .to_desired(|_| None);
     assert_eq!(adopted, conformance::v3());
 }

@@ -14,7 +14,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use causeway_shared::model::Protocol;
 
-use super::{ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState};
+use super::{
+    ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
+};
 use crate::ipvs::{self as client, Forward, IpvsClient, RealServer, VirtualService};
 use crate::plan::{DesiredState, VirtualServer, VsKey};
 
@@ -92,7 +94,12 @@ fn from_client_proto(p: client::Protocol) -> Protocol {
 
 /// The kernel object for a planned virtual service.
 pub fn virtual_service(key: &VsKey, scheduler: &str, affinity: Option<u32>) -> VirtualService {
-    let vs = VirtualService::new(to_client_proto(key.proto), key.addr.ip(), key.addr.port(), scheduler);
+    let vs = VirtualService::new(
+        to_client_proto(key.proto),
+        key.addr.ip(),
+        key.addr.port(),
+        scheduler,
+    );
     match affinity {
         Some(t) => vs.with_persistence(t),
         None => vs,
@@ -105,7 +112,11 @@ fn dest(addr: SocketAddr, weight: u32) -> RealServer {
 
 /// The operations turning `current` into `desired`. Services in `current` but not in
 /// `desired` are deleted only when `owned` says they are ours.
-pub fn diff(current: &KernelState, desired: &DesiredState, owned: impl Fn(&VsKey) -> bool) -> Vec<IpvsOp> {
+pub fn diff(
+    current: &KernelState,
+    desired: &DesiredState,
+    owned: impl Fn(&VsKey) -> bool,
+) -> Vec<IpvsOp> {
     let mut ops = Vec::new();
     for (key, want) in &desired.services {
         let vs = virtual_service(key, &want.scheduler, want.affinity);
@@ -128,7 +139,9 @@ pub fn diff(current: &KernelState, desired: &DesiredState, owned: impl Fn(&VsKey
                 for (a, w) in &want.reals {
                     match have.reals.get(a) {
                         None => ops.push(IpvsOp::AddDest(vs.clone(), dest(*a, *w))),
-                        Some(r) if r.weight != *w => ops.push(IpvsOp::EditDest(vs.clone(), dest(*a, *w))),
+                        Some(r) if r.weight != *w => {
+                            ops.push(IpvsOp::EditDest(vs.clone(), dest(*a, *w)))
+                        }
                         Some(_) => {}
                     }
                 }
@@ -137,7 +150,11 @@ pub fn diff(current: &KernelState, desired: &DesiredState, owned: impl Fn(&VsKey
     }
     for (key, have) in &current.services {
         if !desired.services.contains_key(key) && owned(key) {
-            ops.push(IpvsOp::DeleteService(virtual_service(key, &have.scheduler, have.affinity)));
+            ops.push(IpvsOp::DeleteService(virtual_service(
+                key,
+                &have.scheduler,
+                have.affinity,
+            )));
         }
     }
     ops
@@ -145,10 +162,16 @@ pub fn diff(current: &KernelState, desired: &DesiredState, owned: impl Fn(&VsKey
 
 /// The kernel state as IPVS lists it.
 pub fn kernel_state(info: Option<client::Info>, entries: &[client::ServiceEntry]) -> KernelState {
-    let header = info.map_or(Header { version: 0, size: 0 }, |i| Header {
-        version: i.version,
-        size: i.conn_table_size,
-    });
+    let header = info.map_or(
+        Header {
+            version: 0,
+            size: 0,
+        },
+        |i| Header {
+            version: i.version,
+            size: i.conn_table_size,
+        },
+    );
     let services = entries
         .iter()
         .map(|e| {
@@ -204,7 +227,10 @@ pub struct IpvsBackend {
 impl IpvsBackend {
     /// Opens the generic-netlink client; [`client::Error::NotAvailable`] without IPVS.
     pub fn new(owned: Ownership) -> Result<Self, IpvsBackendError> {
-        Ok(IpvsBackend { client: IpvsClient::new()?, owned })
+        Ok(IpvsBackend {
+            client: IpvsClient::new()?,
+            owned,
+        })
     }
 
     fn run(&mut self, ops: &[IpvsOp]) -> Result<(), IpvsBackendError> {
@@ -218,7 +244,10 @@ impl IpvsBackend {
                 IpvsOp::EditDest(s, d) => self.client.edit_dest(s, d),
                 IpvsOp::DeleteDest(s, d) => self.client.delete_dest(s, d),
             };
-            r.map_err(|source| IpvsBackendError::Op { op: op.to_string(), source })?;
+            r.map_err(|source| IpvsBackendError::Op {
+                op: op.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -231,22 +260,42 @@ impl Backend for IpvsBackend {
 
     fn read(&mut self) -> Result<KernelState, BackendError> {
         let info = self.client.info().map_err(IpvsBackendError::from)?;
-        let entries = self.client.list_services().map_err(IpvsBackendError::from)?;
+        let entries = self
+            .client
+            .list_services()
+            .map_err(IpvsBackendError::from)?;
         Ok(kernel_state(Some(info), &entries))
     }
 
-    fn apply(&mut self, desired: &DesiredState, previous: Option<&DesiredState>) -> Result<ApplyReport, BackendError> {
+    fn apply(
+        &mut self,
+        desired: &DesiredState,
+        previous: Option<&DesiredState>,
+    ) -> Result<ApplyReport, BackendError> {
         let current = match previous {
-            Some(p) => KernelState::from_desired(p, Header { version: 0, size: 0 }),
+            Some(p) => KernelState::from_desired(
+                p,
+                Header {
+                    version: 0,
+                    size: 0,
+                },
+            ),
             None => {
-                let entries = self.client.list_services().map_err(IpvsBackendError::from)?;
+                let entries = self
+                    .client
+                    .list_services()
+                    .map_err(IpvsBackendError::from)?;
                 kernel_state(None, &entries)
             }
         };
         let owned = &self.owned;
-        let ops = diff(&current, desired, |k| owned(k.addr.ip()) || previous.is_some_and(|p| p.services.contains_key(k)));
+        let ops = diff(&current, desired, |k| {
+            owned(k.addr.ip()) || previous.is_some_and(|p| p.services.contains_key(k))
+        });
         self.run(&ops)?;
-        Ok(ApplyReport { operations: ops.len() })
+        Ok(ApplyReport {
+            operations: ops.len(),
+        })
     }
 
     fn connections(&mut self, vs: &VsKey, real: SocketAddr) -> Option<u32> {

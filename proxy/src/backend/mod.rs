@@ -89,7 +89,15 @@ impl KernelState {
                 let reals = vs
                     .reals
                     .iter()
-                    .map(|(a, w)| (*a, KernelReal { weight: *w, ..Default::default() }))
+                    .map(|(a, w)| {
+                        (
+                            *a,
+                            KernelReal {
+                                weight: *w,
+                                ..Default::default()
+                            },
+                        )
+                    })
                     .collect();
                 let ks = KernelService {
                     scheduler: vs.scheduler.clone(),
@@ -186,7 +194,10 @@ pub struct FakeBackend {
 impl Default for FakeBackend {
     fn default() -> Self {
         FakeBackend {
-            state: KernelState { header: FAKE_HEADER, services: BTreeMap::new() },
+            state: KernelState {
+                header: FAKE_HEADER,
+                services: BTreeMap::new(),
+            },
             fail_next: 0,
             applies: Vec::new(),
             conns: BTreeMap::new(),
@@ -195,7 +206,10 @@ impl Default for FakeBackend {
 }
 
 /// The header the fake reports: IPVS 1.2.1, 4096 entries (the kernel's defaults).
-pub const FAKE_HEADER: Header = Header { version: 0x010201, size: 4096 };
+pub const FAKE_HEADER: Header = Header {
+    version: 0x010201,
+    size: 4096,
+};
 
 impl FakeBackend {
     /// The state in `ipvsadm -Ln` layout.
@@ -223,8 +237,11 @@ impl Backend for FakeBackend {
             return Err(BackendError::Injected("apply".into()));
         }
         self.state = KernelState::from_desired(desired, FAKE_HEADER);
-        self.applies.push((previous.is_none(), desired.services.len()));
-        Ok(ApplyReport { operations: desired.services.len() })
+        self.applies
+            .push((previous.is_none(), desired.services.len()));
+        Ok(ApplyReport {
+            operations: desired.services.len(),
+        })
     }
 
     fn connections(&mut self, vs: &VsKey, real: SocketAddr) -> Option<u32> {

@@ -13,8 +13,8 @@
 //!   set aff-HASH-…        { ipv4_addr; flags dynamic,timeout; timeout <affinity>s }   (sessionAffinity: ClientIP only)
 //! ```
 //!
-//! Weight-0 (draining) real servers keep their endpoint chain but are left out of the
-//! vmap (and of the affinity rules), so they get no new connections; established ones
+//! Weight-0 (draining) real servers keep their endpoint chain but get no slot rule (nor
+//! affinity rule), so they get no new connections; established ones
 //! keep flowing through their conntrack NAT binding, which no rule change touches.
 //!
 //! A full apply is one `nft -f` transaction: `flush table` (rules only: chains, sets and
@@ -32,7 +32,9 @@ use std::process::{Command, Stdio};
 
 use causeway_shared::model::{Protocol, ServiceKey};
 
-use super::{ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState};
+use super::{
+    ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
+};
 use crate::names;
 use crate::plan::{DesiredState, Origin, VirtualServer, VsKey};
 
@@ -51,7 +53,11 @@ pub enum NftError {
     },
     /// `nft` refused the transaction or the listing.
     #[error("nft {what} failed ({status}): {stderr}")]
-    Nft { what: &'static str, status: String, stderr: String },
+    Nft {
+        what: &'static str,
+        status: String,
+        stderr: String,
+    },
     /// `nft -j` printed something that is not the JSON we expect.
     #[error("cannot parse the nft listing of table {table}: {reason}")]
     Parse { table: String, reason: String },
@@ -65,7 +71,12 @@ pub struct TableObjects {
 }
 
 /// Base chains, maps and the dispatch chain: always present, never deleted.
-const FIXED_CHAINS: &[&str] = &["nat-prerouting", "nat-output", "nat-postrouting", "services"];
+const FIXED_CHAINS: &[&str] = &[
+    "nat-prerouting",
+    "nat-output",
+    "nat-postrouting",
+    "services",
+];
 const FIXED_SETS: &[&str] = &["service-ips", "service-ips6"];
 
 /// The nftables backend.
@@ -82,7 +93,12 @@ pub struct NftBackend {
 impl NftBackend {
     /// A backend for table `inet <table>`, running `nft` from `PATH`.
     pub fn new(table: impl Into<String>) -> Self {
-        NftBackend { table: table.into(), program: PathBuf::from("nft"), prefix: Vec::new(), known: None }
+        NftBackend {
+            table: table.into(),
+            program: PathBuf::from("nft"),
+            prefix: Vec::new(),
+            known: None,
+        }
     }
 
     /// Runs `nft` inside network namespace `netns` (`ip netns exec NAME nft …`), for
@@ -93,12 +109,24 @@ impl NftBackend {
         self
     }
 
-    fn run(&self, what: &'static str, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
-        let spawn_err = |source| NftError::Spawn { program: self.program.display().to_string(), source };
+    fn run(
+        &self,
+        what: &'static str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, NftError> {
+        let spawn_err = |source| NftError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        };
         let mut child = Command::new(&self.program)
             .args(&self.prefix)
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -110,29 +138,49 @@ impl NftBackend {
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stderr: String = stderr.lines().take(8).collect::<Vec<_>>().join(" | ");
-            return Err(NftError::Nft { what, status: out.status.to_string(), stderr });
+            return Err(NftError::Nft {
+                what,
+                status: out.status.to_string(),
+                stderr,
+            });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `nft -j list table`; `None` when the table does not exist.
     fn list(&self) -> Result<Option<serde_json::Value>, NftError> {
-        match self.run("list table", &["-j", "list", "table", "inet", &self.table], None) {
+        match self.run(
+            "list table",
+            &["-j", "list", "table", "inet", &self.table],
+            None,
+        ) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
-                .map_err(|e| NftError::Parse { table: self.table.clone(), reason: e.to_string() }),
-            Err(NftError::Nft { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+                .map_err(|e| NftError::Parse {
+                    table: self.table.clone(),
+                    reason: e.to_string(),
+                }),
+            Err(NftError::Nft { stderr, .. }) if stderr.contains("No such file or directory") => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
 
-    fn apply_inner(&mut self, desired: &DesiredState, previous: Option<&DesiredState>) -> Result<ApplyReport, NftError> {
+    fn apply_inner(
+        &mut self,
+        desired: &DesiredState,
+        previous: Option<&DesiredState>,
+    ) -> Result<ApplyReport, NftError> {
         let script = match (previous, &self.known) {
             (Some(prev), Some(_)) => render_partial(&self.table, prev, desired),
             _ => {
                 let existing = match &self.known {
                     Some(k) => k.clone(),
-                    None => self.list()?.map(|v| parse_listing(&self.table, &v).1).unwrap_or_default(),
+                    None => self
+                        .list()?
+                        .map(|v| parse_listing(&self.table, &v).1)
+                        .unwrap_or_default(),
                 };
                 render_full(&self.table, desired, &existing)
             }
@@ -153,9 +201,15 @@ impl Backend for NftBackend {
     }
 
     fn read(&mut self) -> Result<KernelState, BackendError> {
-        let header = Header { version: 0, size: 0 };
+        let header = Header {
+            version: 0,
+            size: 0,
+        };
         match self.list()? {
-            None => Ok(KernelState { header, services: BTreeMap::new() }),
+            None => Ok(KernelState {
+                header,
+                services: BTreeMap::new(),
+            }),
             Some(v) => {
                 let (state, objects) = parse_listing(&self.table, &v);
                 if self.known.is_none() {
@@ -166,7 +220,11 @@ impl Backend for NftBackend {
         }
     }
 
-    fn apply(&mut self, desired: &DesiredState, previous: Option<&DesiredState>) -> Result<ApplyReport, BackendError> {
+    fn apply(
+        &mut self,
+        desired: &DesiredState,
+        previous: Option<&DesiredState>,
+    ) -> Result<ApplyReport, BackendError> {
         self.apply_inner(desired, previous).map_err(|e| {
             self.known = None;
             BackendError::from(e)
@@ -191,11 +249,20 @@ pub fn objects_of(desired: &DesiredState) -> TableObjects {
 
 fn family(key: &VsKey) -> (&'static str, &'static str, &'static str) {
     // (nft address family keyword, address type, map name)
-    if key.addr.is_ipv4() { ("ip", "ipv4_addr", "service-ips") } else { ("ip6", "ipv6_addr", "service-ips6") }
+    if key.addr.is_ipv4() {
+        ("ip", "ipv4_addr", "service-ips")
+    } else {
+        ("ip6", "ipv6_addr", "service-ips6")
+    }
 }
 
 fn element(key: &VsKey) -> String {
-    format!("{} . {} . {}", key.addr.ip(), key.proto.as_lower(), key.addr.port())
+    format!(
+        "{} . {} . {}",
+        key.addr.ip(),
+        key.proto.as_lower(),
+        key.addr.port()
+    )
 }
 
 /// How a scheduler picks among a service's slots. nftables has no connection counts, so
@@ -279,7 +346,11 @@ fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, fresh: 
     if !fresh {
         let _ = writeln!(out, "flush chain inet {t} {svc}");
     }
-    let _ = writeln!(out, "add rule inet {t} {svc} counter comment \"{}\"", svc_comment(key, vs));
+    let _ = writeln!(
+        out,
+        "add rule inet {t} {svc} counter comment \"{}\"",
+        svc_comment(key, vs)
+    );
     for (set, ep) in &sticky {
         let _ = writeln!(out, "add rule inet {t} {svc} {ip} saddr @{set} goto {ep}");
     }
@@ -333,7 +404,13 @@ fn render_elements(out: &mut String, t: &str, desired: &DesiredState) {
             .services
             .iter()
             .filter(|(k, _)| family(k).2 == map)
-            .map(|(k, vs)| format!("{} : goto {}", element(k), names::service_chain(k, &vs.origin)))
+            .map(|(k, vs)| {
+                format!(
+                    "{} : goto {}",
+                    element(k),
+                    names::service_chain(k, &vs.origin)
+                )
+            })
             .collect();
         // Chunks keep each command line of a reasonable length.
         for chunk in elements.chunks(1000) {
@@ -372,7 +449,11 @@ fn render_removal(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, ke
     let _ = writeln!(out, "delete element inet {t} {map} {{ {} }}", element(key));
     let svc = names::service_chain(key, &vs.origin);
     let _ = writeln!(out, "flush chain inet {t} {svc}");
-    let eps: Vec<String> = vs.reals.keys().map(|r| names::endpoint_chain(key, *r)).collect();
+    let eps: Vec<String> = vs
+        .reals
+        .keys()
+        .map(|r| names::endpoint_chain(key, *r))
+        .collect();
     for ep in &eps {
         let _ = writeln!(out, "flush chain inet {t} {ep}");
     }
@@ -435,7 +516,11 @@ pub fn render_partial(t: &str, previous: &DesiredState, desired: &DesiredState) 
 }
 
 fn comment_fields(comment: &str) -> BTreeMap<&str, &str> {
-    comment.split(' ').skip(1).filter_map(|kv| kv.split_once('=')).collect()
+    comment
+        .split(' ')
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
 }
 
 fn parse_key(text: &str) -> Option<VsKey> {
@@ -447,7 +532,10 @@ fn parse_key(text: &str) -> Option<VsKey> {
         _ => return None,
     };
     let (ip, port) = parts.next()?.rsplit_once('/')?;
-    Some(VsKey { proto, addr: SocketAddr::new(ip.parse().ok()?, port.parse().ok()?) })
+    Some(VsKey {
+        proto,
+        addr: SocketAddr::new(ip.parse().ok()?, port.parse().ok()?),
+    })
 }
 
 fn counter_packets(rule: &serde_json::Value) -> u64 {
@@ -469,16 +557,27 @@ pub fn parse_listing(table: &str, listing: &serde_json::Value) -> (KernelState, 
             if let Some(name) = c["name"].as_str() {
                 objects.chains.insert(name.to_string());
             }
-        } else if let Some(s) = item.get("set").or_else(|| item.get("map")).filter(|s| s["table"] == table) {
+        } else if let Some(s) = item
+            .get("set")
+            .or_else(|| item.get("map"))
+            .filter(|s| s["table"] == table)
+        {
             if let Some(name) = s["name"].as_str() {
                 objects.sets.insert(name.to_string());
             }
         } else if let Some(r) = item.get("rule").filter(|r| r["table"] == table) {
-            let Some(comment) = r["comment"].as_str() else { continue };
+            let Some(comment) = r["comment"].as_str() else {
+                continue;
+            };
             let f = comment_fields(comment);
             if comment.starts_with("cw:svc ") {
-                let Some(key) = f.get("key").and_then(|k| parse_key(k)) else { continue };
-                let origin = match (f.get("cluster"), f.get("svc").and_then(|s| s.split_once('/'))) {
+                let Some(key) = f.get("key").and_then(|k| parse_key(k)) else {
+                    continue;
+                };
+                let origin = match (
+                    f.get("cluster"),
+                    f.get("svc").and_then(|s| s.split_once('/')),
+                ) {
                     (Some(c), Some((ns, name))) => Some(Origin {
                         cluster: c.to_string(),
                         service: ServiceKey::new(ns, name),
@@ -491,17 +590,24 @@ pub fn parse_listing(table: &str, listing: &serde_json::Value) -> (KernelState, 
                     scheduler: f.get("sched").unwrap_or(&"rr").to_string(),
                     affinity: f.get("aff").and_then(|a| a.parse().ok()).filter(|a| *a > 0),
                     reals: BTreeMap::new(),
-                    stats: Counters { conns: counter_packets(r), ..Default::default() },
+                    stats: Counters {
+                        conns: counter_packets(r),
+                        ..Default::default()
+                    },
                     origin,
                 };
                 services.insert(f.get("vs").unwrap_or(&"").to_string(), (key, ks));
             } else if comment.starts_with("cw:ep ") {
-                let (Some(vs), Some(to)) = (f.get("vs"), f.get("to").and_then(|t| t.parse().ok())) else {
+                let (Some(vs), Some(to)) = (f.get("vs"), f.get("to").and_then(|t| t.parse().ok()))
+                else {
                     continue;
                 };
                 let real = KernelReal {
                     weight: f.get("w").and_then(|w| w.parse().ok()).unwrap_or(0),
-                    stats: Counters { conns: counter_packets(r), ..Default::default() },
+                    stats: Counters {
+                        conns: counter_packets(r),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 reals.push((vs.to_string(), to, real));
@@ -514,7 +620,16 @@ pub fn parse_listing(table: &str, listing: &serde_json::Value) -> (KernelState, 
         }
     }
     let services = services.into_values().collect();
-    (KernelState { header: Header { version: 0, size: 0 }, services }, objects)
+    (
+        KernelState {
+            header: Header {
+                version: 0,
+                size: 0,
+            },
+            services,
+        },
+        objects,
+    )
 }
 
 #[cfg(test)]

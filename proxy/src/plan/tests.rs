@@ -8,7 +8,9 @@ use crate::debug::{View, render_ipvsadm};
 use crate::testdata::{CLUSTER_B, catalog_with, snapshot};
 
 fn settings() -> PlanSettings {
-    PlanSettings { stale_rules_expiry: Duration::from_secs(60) }
+    PlanSettings {
+        stale_rules_expiry: Duration::from_secs(60),
+    }
 }
 
 fn dump(desired: &DesiredState, view: View) -> String {
@@ -20,7 +22,10 @@ fn dump(desired: &DesiredState, view: View) -> String {
 async fn golden_plan() {
     let p = plan(&snapshot(), &settings(), Instant::now());
     assert!(p.unsynced.is_empty() && p.expired.is_empty() && p.conflicts.is_empty());
-    let explain = View { explain: true, ..View::default() };
+    let explain = View {
+        explain: true,
+        ..View::default()
+    };
     assert_eq!(
         dump(&p.desired, explain),
         "\
@@ -43,7 +48,11 @@ TCP  [2001:db8:5::10]:80 rr  # cluster=b service=demo/web:http generation=2
 "
     );
     assert_eq!(
-        p.desired.vips().into_iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        p.desired
+            .vips()
+            .into_iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>(),
         ["192.0.2.10", "192.0.2.20", "192.0.2.53", "2001:db8:5::10"]
     );
     assert_eq!(p.desired.counts()["b"], (5, 8));
@@ -52,30 +61,57 @@ TCP  [2001:db8:5::10]:80 rr  # cluster=b service=demo/web:http generation=2
 #[tokio::test]
 async fn graceful_termination_weights() {
     let p = plan(&snapshot(), &settings(), Instant::now());
-    let web = &p.desired.services[&VsKey { proto: Protocol::Tcp, addr: "192.0.2.10:80".parse().unwrap() }];
+    let web = &p.desired.services[&VsKey {
+        proto: Protocol::Tcp,
+        addr: "192.0.2.10:80".parse().unwrap(),
+    }];
     // ready → 1, terminating but serving → 0, neither → absent.
     let weights: Vec<_> = web.reals.iter().map(|(a, w)| (a.to_string(), *w)).collect();
     assert_eq!(
         weights,
-        [("198.51.100.11:8080".into(), 1), ("198.51.100.12:8080".into(), 1), ("198.51.100.13:8080".to_string(), 0)]
+        [
+            ("198.51.100.11:8080".into(), 1),
+            ("198.51.100.12:8080".into(), 1),
+            ("198.51.100.13:8080".to_string(), 0)
+        ]
     );
 }
 
 #[tokio::test]
 async fn publish_not_ready_addresses_takes_every_endpoint() {
-    let yaml = CLUSTER_B.replacen("targetPort: 8080}", "targetPort: 8080}\n    publishNotReadyAddresses: true", 1);
+    let yaml = CLUSTER_B.replacen(
+        "targetPort: 8080}",
+        "targetPort: 8080}\n    publishNotReadyAddresses: true",
+        1,
+    );
     let p = plan(&catalog_with(&yaml).snapshot(), &settings(), Instant::now());
-    let web = &p.desired.services[&VsKey { proto: Protocol::Tcp, addr: "192.0.2.10:80".parse().unwrap() }];
-    assert_eq!(web.reals.values().copied().collect::<Vec<_>>(), [1, 1, 1, 1]);
+    let web = &p.desired.services[&VsKey {
+        proto: Protocol::Tcp,
+        addr: "192.0.2.10:80".parse().unwrap(),
+    }];
+    assert_eq!(
+        web.reals.values().copied().collect::<Vec<_>>(),
+        [1, 1, 1, 1]
+    );
 }
 
 #[tokio::test]
 async fn affinity_and_scheduler() {
     let p = plan(&snapshot(), &settings(), Instant::now());
-    let dns = &p.desired.services[&VsKey { proto: Protocol::Udp, addr: "192.0.2.53:53".parse().unwrap() }];
+    let dns = &p.desired.services[&VsKey {
+        proto: Protocol::Udp,
+        addr: "192.0.2.53:53".parse().unwrap(),
+    }];
     assert_eq!((dns.scheduler.as_str(), dns.affinity), ("sh", Some(600)));
-    let empty = &p.desired.services[&VsKey { proto: Protocol::Tcp, addr: "192.0.2.20:443".parse().unwrap() }];
-    assert_eq!((empty.scheduler.as_str(), empty.affinity), ("rr", None), "unknown scheduler falls back to rr");
+    let empty = &p.desired.services[&VsKey {
+        proto: Protocol::Tcp,
+        addr: "192.0.2.20:443".parse().unwrap(),
+    }];
+    assert_eq!(
+        (empty.scheduler.as_str(), empty.affinity),
+        ("rr", None),
+        "unknown scheduler falls back to rr"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -94,11 +130,23 @@ async fn unsynced_clusters_are_carried_over_and_stale_ones_expire() {
 
     // Disconnected: last-known rules stay until the expiry, then go.
     cat.update_status("b", |s| {
-        *s = ClusterStatus { connected: false, disconnected_since: Some(Instant::now()), ..s.clone() }
+        *s = ClusterStatus {
+            connected: false,
+            disconnected_since: Some(Instant::now()),
+            ..s.clone()
+        }
     });
-    let p = plan(&cat.snapshot(), &settings(), Instant::now() + Duration::from_secs(59));
+    let p = plan(
+        &cat.snapshot(),
+        &settings(),
+        Instant::now() + Duration::from_secs(59),
+    );
     assert_eq!(p.desired, before);
-    let p = plan(&cat.snapshot(), &settings(), Instant::now() + Duration::from_secs(61));
+    let p = plan(
+        &cat.snapshot(),
+        &settings(),
+        Instant::now() + Duration::from_secs(61),
+    );
     assert!(p.desired.services.is_empty());
     assert_eq!(p.expired.iter().collect::<Vec<_>>(), ["b"]);
 }
@@ -108,21 +156,36 @@ async fn drained_real_servers_stay_at_weight_zero_until_grace_or_no_connections(
     use crate::drain::Drains;
     let start = Instant::now();
     let applied = plan(&snapshot(), &settings(), start).desired;
-    let gone = CLUSTER_B.replace("  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n", "");
-    let key = VsKey { proto: Protocol::Tcp, addr: "192.0.2.10:80".parse().unwrap() };
+    let gone = CLUSTER_B.replace(
+        "  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n",
+        "",
+    );
+    let key = VsKey {
+        proto: Protocol::Tcp,
+        addr: "192.0.2.10:80".parse().unwrap(),
+    };
     let real: SocketAddr = "198.51.100.12:8080".parse().unwrap();
     let mut drains = Drains::new(Duration::from_secs(30));
 
     let mut d = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
     assert!(!d.services[&key].reals.contains_key(&real));
     drains.retain(&mut d, &applied, start, |_, _| None);
-    assert_eq!(d.services[&key].reals.get(&real), Some(&0), "kept at weight 0");
-    assert_eq!(drains.next_deadline(), Some(start + Duration::from_secs(30)));
+    assert_eq!(
+        d.services[&key].reals.get(&real),
+        Some(&0),
+        "kept at weight 0"
+    );
+    assert_eq!(
+        drains.next_deadline(),
+        Some(start + Duration::from_secs(30))
+    );
 
     // Still within the grace period, connections unknown: kept.
     let applied = d;
     let mut d = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
-    drains.retain(&mut d, &applied, start + Duration::from_secs(29), |_, _| None);
+    drains.retain(&mut d, &applied, start + Duration::from_secs(29), |_, _| {
+        None
+    });
     assert_eq!(d.services[&key].reals.get(&real), Some(&0));
     // The backend says its connections ended: removed before the deadline.
     let mut d2 = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
@@ -131,7 +194,9 @@ async fn drained_real_servers_stay_at_weight_zero_until_grace_or_no_connections(
     // Past the deadline: removed.
     let applied = d;
     let mut d = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
-    drains.retain(&mut d, &applied, start + Duration::from_secs(31), |_, _| Some(5));
+    drains.retain(&mut d, &applied, start + Duration::from_secs(31), |_, _| {
+        Some(5)
+    });
     assert!(!d.services[&key].reals.contains_key(&real));
     assert!(drains.is_empty());
 }

@@ -6,14 +6,19 @@ use crate::backend::FakeBackend;
 use crate::debug::{View, render_ipvsadm};
 use crate::testdata::{CLUSTER_B, catalog_with};
 
-fn syncer(catalog: Arc<Catalog>, fake: FakeBackend) -> (Syncer, Arc<Mutex<Box<dyn Backend>>>, ProxyMetrics) {
+fn syncer(
+    catalog: Arc<Catalog>,
+    fake: FakeBackend,
+) -> (Syncer, Arc<Mutex<Box<dyn Backend>>>, ProxyMetrics) {
     let backend: Arc<Mutex<Box<dyn Backend>>> = Arc::new(Mutex::new(Box::new(fake)));
     let metrics = ProxyMetrics::register(&mut Registry::default());
     let s = Syncer::new(
         catalog,
         backend.clone(),
         None,
-        PlanSettings { stale_rules_expiry: Duration::ZERO },
+        PlanSettings {
+            stale_rules_expiry: Duration::ZERO,
+        },
         Duration::from_secs(30),
         metrics.clone(),
         Arc::new(|_| Some("b".to_string())),
@@ -27,7 +32,10 @@ fn dump(b: &Arc<Mutex<Box<dyn Backend>>>) -> String {
 }
 
 fn req(full: bool) -> SyncRequest {
-    SyncRequest { full, generation: 0 }
+    SyncRequest {
+        full,
+        generation: 0,
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -38,12 +46,19 @@ async fn full_then_partial_with_drain_and_failure_retry() {
     assert!(dump(&backend).contains("  -> 198.51.100.12:8080           Masq    1"));
 
     // The endpoint goes: drained at weight 0 by a partial sync.
-    let gone = CLUSTER_B.replace("  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n", "");
+    let gone = CLUSTER_B.replace(
+        "  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n",
+        "",
+    );
     let (data, _) = causeway_shared::source::parse_objects(&gone).unwrap();
     let status = cat.snapshot().cluster("b").unwrap().status.clone();
     cat.publish("b", Arc::new(data), status);
     s.sync(req(false)).await.unwrap();
-    assert!(dump(&backend).contains("  -> 198.51.100.12:8080           Masq    0"), "{}", dump(&backend));
+    assert!(
+        dump(&backend).contains("  -> 198.51.100.12:8080           Masq    0"),
+        "{}",
+        dump(&backend)
+    );
     assert_eq!(metrics.draining.get(), 1);
 
     // After the grace period it goes.
@@ -54,7 +69,10 @@ async fn full_then_partial_with_drain_and_failure_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_apply_is_counted_and_reported() {
-    let fake = FakeBackend { fail_next: 1, ..Default::default() };
+    let fake = FakeBackend {
+        fail_next: 1,
+        ..Default::default()
+    };
     let (mut s, backend, metrics) = syncer(catalog_with(CLUSTER_B), fake);
     assert!(s.sync(req(true)).await.is_err());
     assert_eq!(metrics.sync_failures.get(), 1);
@@ -72,9 +90,16 @@ async fn restart_adopts_and_keeps_unsynced_clusters() {
     let kernel = backend.lock().unwrap().read().unwrap();
 
     // A second one starts with the same kernel and b not listed yet.
-    let fake = FakeBackend { state: kernel, ..Default::default() };
+    let fake = FakeBackend {
+        state: kernel,
+        ..Default::default()
+    };
     let (mut second, backend, _) = syncer(Catalog::new(["a", "b"], "a"), fake);
     assert_eq!(second.adopt().await.unwrap(), 5);
     second.sync(req(true)).await.unwrap();
-    assert_eq!(dump(&backend), before, "nothing removed while b is not synced");
+    assert_eq!(
+        dump(&backend),
+        before,
+        "nothing removed while b is not synced"
+    );
 }

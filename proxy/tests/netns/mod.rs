@@ -30,7 +30,11 @@ pub const BACKEND_PORT: u16 = 8080;
 /// Runs a command, failing the test on a non-zero status.
 pub fn run(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -52,8 +56,13 @@ pub struct Netns(pub String);
 
 impl Netns {
     pub fn new(name: String) -> Self {
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-        run(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run(&format!(
+            "ip netns add {name} && ip -n {name} link set lo up"
+        ));
         Netns(name)
     }
 }
@@ -80,7 +89,8 @@ impl Echo {
             (tcp, udp)
         });
         tcp.set_nonblocking(true).unwrap();
-        udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let mut threads = Vec::new();
         let (s, n) = (stop.clone(), name.to_string());
         threads.push(std::thread::spawn(move || {
@@ -108,7 +118,8 @@ impl Echo {
 }
 
 fn serve_tcp(conn: TcpStream, name: &str, stop: &AtomicBool) {
-    conn.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
@@ -121,7 +132,11 @@ fn serve_tcp(conn: TcpStream, name: &str, stop: &AtomicBool) {
                 }
                 line.clear();
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
@@ -173,12 +188,19 @@ impl Lab {
         }
         let proxy_ns = p.0.clone();
         nss.insert(0, p);
-        Lab { proxy_ns, backends, _echo: echo, _ns: nss }
+        Lab {
+            proxy_ns,
+            backends,
+            _echo: echo,
+            _ns: nss,
+        }
     }
 
     /// A new TCP connection from the proxy namespace.
     pub fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
-        in_ns(&self.proxy_ns, move || TcpStream::connect_timeout(&to, Duration::from_secs(2)))
+        in_ns(&self.proxy_ns, move || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(2))
+        })
     }
 
     /// One UDP request from a fresh socket; the answer.
@@ -200,7 +222,10 @@ impl Lab {
             write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
             let mut body = String::new();
             s.read_to_string(&mut body)?;
-            Ok(body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+            Ok(body
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default())
         })
     }
 
@@ -217,7 +242,10 @@ pub fn ask(conn: &mut TcpStream) -> std::io::Result<String> {
     let mut buf = [0u8; 64];
     let n = conn.read(&mut buf)?;
     if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
     }
     Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
 }
@@ -229,7 +257,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -244,7 +275,13 @@ impl ProxyProcess {
     pub fn start(ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> Self {
         let out = File::create(&log).expect("log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_causeway-proxy"), "--config"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_causeway-proxy"),
+                "--config",
+            ])
             .arg(config)
             .env("RUST_LOG", "info,causeway_proxy=debug")
             .env("NO_COLOR", "1")

@@ -8,7 +8,14 @@ use crate::plan::{PlanSettings, plan};
 use crate::testdata::{CLUSTER_B, catalog_with};
 
 fn desired(yaml: &str) -> DesiredState {
-    plan(&catalog_with(yaml).snapshot(), &PlanSettings { stale_rules_expiry: Duration::ZERO }, Instant::now()).desired
+    plan(
+        &catalog_with(yaml).snapshot(),
+        &PlanSettings {
+            stale_rules_expiry: Duration::ZERO,
+        },
+        Instant::now(),
+    )
+    .desired
 }
 
 fn ops_text(ops: &[IpvsOp]) -> String {
@@ -18,7 +25,10 @@ fn ops_text(ops: &[IpvsOp]) -> String {
 #[tokio::test]
 async fn golden_ops_from_empty_kernel() {
     let d = desired(CLUSTER_B);
-    let empty = KernelState { header: FAKE_HEADER, services: Default::default() };
+    let empty = KernelState {
+        header: FAKE_HEADER,
+        services: Default::default(),
+    };
     assert_eq!(
         ops_text(&diff(&empty, &d, |_| true)),
         "\
@@ -44,11 +54,22 @@ async fn golden_ops_for_a_change_and_adoption_keeps_foreign_services() {
     let before = desired(CLUSTER_B);
     let mut kernel = KernelState::from_desired(&before, FAKE_HEADER);
     // A service someone else made, outside every remote service CIDR.
-    let foreign = VsKey { proto: Protocol::Tcp, addr: "203.0.113.1:80".parse().unwrap() };
-    kernel.services.insert(foreign, kernel.services.values().next().unwrap().clone());
+    let foreign = VsKey {
+        proto: Protocol::Tcp,
+        addr: "203.0.113.1:80".parse().unwrap(),
+    };
+    kernel
+        .services
+        .insert(foreign, kernel.services.values().next().unwrap().clone());
     let after_yaml = CLUSTER_B
-        .replace("  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n", "")
-        .replace("conditions: {ready: false, serving: true, terminating: true}", "conditions: {ready: true}")
+        .replace(
+            "  - addresses: [198.51.100.12]\n    conditions: {ready: true}\n",
+            "",
+        )
+        .replace(
+            "conditions: {ready: false, serving: true, terminating: true}",
+            "conditions: {ready: true}",
+        )
         .replace("causeway.io/scheduler: sh", "causeway.io/scheduler: lc")
         .replace("  metadata: {name: empty,", "  metadata: {name: empty2,")
         .replace("clusterIP: 192.0.2.20", "clusterIP: 192.0.2.21");
@@ -72,13 +93,29 @@ async fn golden_ops_for_a_change_and_adoption_keeps_foreign_services() {
 
 #[test]
 fn kernel_listing_converts_with_counters() {
-    let svc = VirtualService::new(client::Protocol::Udp, "192.0.2.53".parse().unwrap(), 53, "rr").with_persistence(600);
+    let svc = VirtualService::new(
+        client::Protocol::Udp,
+        "192.0.2.53".parse().unwrap(),
+        53,
+        "rr",
+    )
+    .with_persistence(600);
     let mut rs = RealServer::new("198.51.100.53".parse().unwrap(), 53, 1, Forward::Masq);
     rs.stats.active_conns = 2;
     rs.stats.inactive_conns = 5;
     rs.stats.traffic.conns = 7;
-    let entry = client::ServiceEntry { service: svc, stats: client::Stats { conns: 7, ..Default::default() }, dests: vec![rs] };
-    let info = client::Info { version: 0x010201, conn_table_size: 4096 };
+    let entry = client::ServiceEntry {
+        service: svc,
+        stats: client::Stats {
+            conns: 7,
+            ..Default::default()
+        },
+        dests: vec![rs],
+    };
+    let info = client::Info {
+        version: 0x010201,
+        conn_table_size: 4096,
+    };
     let state = kernel_state(Some(info), &[entry]);
     assert_eq!(
         crate::debug::render_ipvsadm(&state, Default::default()),
@@ -91,7 +128,13 @@ UDP  192.0.2.53:53 rr persistent 600
 "
     );
     assert_eq!(
-        crate::debug::render_ipvsadm(&state, crate::debug::View { stats: true, explain: false }),
+        crate::debug::render_ipvsadm(
+            &state,
+            crate::debug::View {
+                stats: true,
+                explain: false
+            }
+        ),
         "\
 IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes

@@ -7,7 +7,14 @@ use crate::plan::{PlanSettings, plan};
 use crate::testdata::{CLUSTER_B, catalog_with, snapshot};
 
 fn desired(yaml: &str) -> DesiredState {
-    plan(&catalog_with(yaml).snapshot(), &PlanSettings { stale_rules_expiry: Duration::ZERO }, Instant::now()).desired
+    plan(
+        &catalog_with(yaml).snapshot(),
+        &PlanSettings {
+            stale_rules_expiry: Duration::ZERO,
+        },
+        Instant::now(),
+    )
+    .desired
 }
 
 /// Replaces the 8-character hashes so the golden text reads well and survives no
@@ -36,7 +43,14 @@ async fn golden_full_ruleset() {
     let text = scrub(&render_full("causeway", &d, &stale), &d);
     let expected = include_str!("golden_full.nft");
     if text != expected {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/backend/nft/golden_full.nft.new"), &text).unwrap();
+        std::fs::write(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/backend/nft/golden_full.nft.new"
+            ),
+            &text,
+        )
+        .unwrap();
     }
     assert_eq!(text, expected, "see golden_full.nft.new");
 }
@@ -54,10 +68,21 @@ async fn golden_partial_update() {
     let text = scrub(&render_partial("causeway", &before, &after), &before);
     let expected = include_str!("golden_partial.nft");
     if text != expected {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/backend/nft/golden_partial.nft.new"), &text).unwrap();
+        std::fs::write(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/backend/nft/golden_partial.nft.new"
+            ),
+            &text,
+        )
+        .unwrap();
     }
     assert_eq!(text, expected, "see golden_partial.nft.new");
-    assert_eq!(render_partial("causeway", &after, &after), "", "no change, no command");
+    assert_eq!(
+        render_partial("causeway", &after, &after),
+        "",
+        "no change, no command"
+    );
 }
 
 #[test]
