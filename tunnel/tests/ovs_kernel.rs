@@ -60,6 +60,10 @@ fn kernel_datapath_steering() -> Result<()> {
     Ok(())
 }
 
+/// The guest runs under software emulation on a shared host: the first packets of a flow
+/// go up to ovs-vswitchd, which can take many seconds there.
+const VM_PING: Duration = Duration::from_secs(45);
+
 fn inside_vm() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -76,7 +80,7 @@ fn inside_vm() -> Result<()> {
         dp.contains("system@ovs-system"),
         "kernel datapath in use:\n{dp}"
     );
-    ping(&p1, "10.128.0.12", Duration::from_secs(10))
+    ping(&p1, "10.128.0.12", VM_PING)
         .context("local pods through the kernel datapath")?;
     ensure!(fails_to_ping(&p1, "10.129.0.7"), "no steering yet");
     let base = ovs.base_flow_count()?;
@@ -92,7 +96,7 @@ fn inside_vm() -> Result<()> {
     rt.block_on(steering.apply(&flows))?;
     ensure!(ovs.our_flows()?.len() == 4, "{:?}", ovs.our_flows()?);
     ensure!(ovs.base_flow_count()? == base);
-    ping(&p1, "10.129.0.7", Duration::from_secs(10))
+    ping(&p1, "10.129.0.7", VM_PING)
         .context("steered through the kernel datapath")?;
     let to_tunnel = ovs
         .our_flows()?
@@ -109,7 +113,7 @@ fn inside_vm() -> Result<()> {
     );
     let outcome = rt.block_on(steering.recheck())?;
     ensure!(format!("{outcome:?}") == "Restored", "{outcome:?}");
-    ping(&p1, "10.129.0.7", Duration::from_secs(10)).context("after the restart")?;
+    ping(&p1, "10.129.0.7", VM_PING).context("after the restart")?;
 
     rt.block_on(steering.remove())?;
     ensure!(ovs.our_flows()?.is_empty());
