@@ -195,7 +195,10 @@ async fn gone_410_makes_a_relist_that_drops_missed_deletes() {
     // the watcher resumes from an expired version, gets 410, and must relist to see it.
     c.b.set_mode(Mode::Refuse);
     c.b.drop_connections();
-    wait(&c.catalog, "b's watches cut", |s| !s.cluster("b").unwrap().status.connected).await;
+    wait(&c.catalog, "b's watches cut", |s| {
+        !s.cluster("b").unwrap().status.connected
+    })
+    .await;
     c.b.delete::<Service>("demo", "web").unwrap();
     c.b.apply(&service("demo", "late", "172.31.0.30")).unwrap();
     c.b.compact_quietly();

@@ -23,15 +23,30 @@ async fn builds_a_kubeconfig_from_the_token_secret() {
     server.write_kubeconfig(&admin, "b").unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("make-remote-kubeconfig.sh");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("bash").arg(script).args(["--context", "b"]).env("KUBECONFIG", admin).output().unwrap()
+        Command::new("bash")
+            .arg(script)
+            .args(["--context", "b"])
+            .env("KUBECONFIG", admin)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("token: secret-token"), "{text}");
-    assert!(text.contains("certificate-authority-data: Q0EtREFUQQ=="), "{text}");
-    assert!(text.contains(&format!("server: {}", server.url())), "{text}");
+    assert!(
+        text.contains("certificate-authority-data: Q0EtREFUQQ=="),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("server: {}", server.url())),
+        "{text}"
+    );
     let kc = kube::config::Kubeconfig::from_yaml(&text).unwrap();
     assert_eq!(kc.current_context.as_deref(), Some("b"));
 }

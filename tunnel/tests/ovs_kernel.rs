@@ -80,8 +80,7 @@ fn inside_vm() -> Result<()> {
         dp.contains("system@ovs-system"),
         "kernel datapath in use:\n{dp}"
     );
-    ping(&p1, "10.128.0.12", VM_PING)
-        .context("local pods through the kernel datapath")?;
+    ping(&p1, "10.128.0.12", VM_PING).context("local pods through the kernel datapath")?;
     ensure!(fails_to_ping(&p1, "10.129.0.7"), "no steering yet");
     let base = ovs.base_flow_count()?;
 
@@ -96,8 +95,7 @@ fn inside_vm() -> Result<()> {
     rt.block_on(steering.apply(&flows))?;
     ensure!(ovs.our_flows()?.len() == 4, "{:?}", ovs.our_flows()?);
     ensure!(ovs.base_flow_count()? == base);
-    ping(&p1, "10.129.0.7", VM_PING)
-        .context("steered through the kernel datapath")?;
+    ping(&p1, "10.129.0.7", VM_PING).context("steered through the kernel datapath")?;
     let to_tunnel = ovs
         .our_flows()?
         .into_iter()
