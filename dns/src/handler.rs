@@ -118,7 +118,8 @@ impl RequestHandler for DnsHandler {
                         .await,
                 );
             }
-            let qname = info.query.name().to_string();
+            // The original name, not hickory's lower-cased one: answers echo its case.
+            let qname = info.query.original().name().to_string();
             let qtype = u16::from(info.query.query_type());
             let synth = synthetic_query(request.metadata.id, 0, &qname, qtype);
             let Parsed::Query(q) = wire::parse(&synth) else {

@@ -164,7 +164,13 @@ impl IndexBuilder {
         let zone = cluster_zone(name);
         let serial = view.status.data_generation as u32;
         let synced = view.status.synced;
-        let ptrs = || Arc::new(PtrTable::build(synced, &cluster_ptrs(&zone, &view.data), ttl));
+        let ptrs = || {
+            Arc::new(PtrTable::build(
+                synced,
+                &cluster_ptrs(&zone, &view.data),
+                ttl,
+            ))
+        };
         match prev {
             Some(b) if Arc::ptr_eq(&b.data, &view.data) && b.synced == synced => b,
             Some(b) => {
@@ -265,7 +271,10 @@ impl IndexBuilder {
         }
         let prev = self.merged.take().filter(|m| {
             m.members.len() == members.len()
-                && m.members.iter().zip(&members).all(|((n, _), v)| *n == v.name)
+                && m.members
+                    .iter()
+                    .zip(&members)
+                    .all(|((n, _), v)| *n == v.name)
         });
         let as_members: Vec<Member<'_>> = members
             .iter()

@@ -117,10 +117,13 @@ fn split_service(rel: &[u8]) -> Option<(&[u8], &[u8])> {
     (at == rel.len() && &rel[c..] == SVC_LABEL).then(|| (&rel[a..c], &rel[..a]))
 }
 
+/// Encoded names (wire owner, RRsets) in first-seen order.
+type EncodedNames = Vec<(Vec<u8>, Vec<RrSet>)>;
+
 /// Groups records by owner, then type (first-seen order), and encodes each RRset; SRV
 /// sets carry the addresses of their targets found among `rrs` as additional records.
 /// Also returns the encoded SOA if `rrs` has one.
-fn encode_owners(rrs: &[&Rr], ttl: u32) -> (Vec<(Vec<u8>, Vec<RrSet>)>, Option<FullRr>) {
+fn encode_owners(rrs: &[&Rr], ttl: u32) -> (EncodedNames, Option<FullRr>) {
     let mut order: Vec<&str> = Vec::new();
     let mut groups: HashMap<&str, Vec<(u16, Vec<&Rr>)>, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(rrs.len(), Default::default());
@@ -329,7 +332,11 @@ impl ZoneTable {
                 .sum()
         }
         let entry = std::mem::size_of::<(Box<[u8]>, Node)>();
-        let top: usize = self.top.iter().map(|(k, n)| entry + k.len() + node(n)).sum();
+        let top: usize = self
+            .top
+            .iter()
+            .map(|(k, n)| entry + k.len() + node(n))
+            .sum();
         let services: usize = self
             .services
             .iter()
@@ -376,11 +383,8 @@ impl ZoneTable {
     /// Canonical text of the whole zone (every name, sorted, with its encoded RRsets):
     /// tests compare an incrementally updated zone with one built from scratch.
     pub fn dump(&self) -> String {
-        let mut names: Vec<(Vec<u8>, &Node)> = self
-            .top
-            .iter()
-            .map(|(k, n)| (k.to_vec(), n))
-            .collect();
+        let mut names: Vec<(Vec<u8>, &Node)> =
+            self.top.iter().map(|(k, n)| (k.to_vec(), n)).collect();
         for (key, block) in &self.services {
             for (inner, node) in block.names.iter() {
                 let mut name = inner.to_vec();

@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::Instant as StdInstant;
 
 use causeway_shared::catalog::{Catalog, ClusterStatus};
 use causeway_shared::model::{
@@ -65,7 +64,12 @@ fn service(key: ServiceKey, k: usize, rng: &mut Rng) -> Service {
         0..=5 => (
             ServiceType::ClusterIP,
             false,
-            vec![IpAddr::V4(Ipv4Addr::new(10, 100 + k as u8, 0, rng.below(50) as u8 + 1))],
+            vec![IpAddr::V4(Ipv4Addr::new(
+                10,
+                100 + k as u8,
+                0,
+                rng.below(50) as u8 + 1,
+            ))],
             None,
         ),
         6..=7 => (ServiceType::ClusterIP, true, vec![], None),
@@ -98,7 +102,12 @@ fn service(key: ServiceKey, k: usize, rng: &mut Rng) -> Service {
 fn slice(key: &ServiceKey, name: &str, k: usize, rng: &mut Rng) -> EndpointSlice {
     let endpoints = (0..rng.below(4))
         .map(|_| Endpoint {
-            addresses: vec![IpAddr::V4(Ipv4Addr::new(10, k as u8, 0, rng.below(40) as u8 + 1))],
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(
+                10,
+                k as u8,
+                0,
+                rng.below(40) as u8 + 1,
+            ))],
             ready: rng.chance(80),
             serving: true,
             terminating: false,
@@ -221,112 +230,4 @@ fn index_is_ready_only_when_every_cluster_is_built() {
         let ready = builder.build(&catalog.snapshot(), Instant::now()).ready();
         assert_eq!(ready, i + 1 == CLUSTERS.len(), "after {c}");
     }
-}
-
-/// The benchmark's zone (3 clusters x 3,000 services, every 10th headless, 10,000
-/// endpoints per cluster), then one service added to cluster "b" as a fresh parse of its
-/// file (every object re-created) and as a single watch event. Prints times; run with
-/// `cargo test -p causeway-dns --release --lib rebuild_timing -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing, run in release by hand"]
-fn rebuild_timing() {
-    let config = config(false);
-    let catalog = Catalog::for_config(&config);
-    let mut rng = Rng(3);
-    let mut datas = Vec::new();
-    for (k, c) in CLUSTERS.iter().enumerate() {
-        let mut d = ClusterData::default();
-        for i in 0..3000u32 {
-            let key = ServiceKey::new(format!("ns{}", i % 30), format!("svc-{i}"));
-            let headless = i % 10 == 0;
-            let mut svc = service(key.clone(), k, &mut rng);
-            svc.service_type = ServiceType::ClusterIP;
-            svc.external_name = None;
-            svc.headless = headless;
-            svc.ports = vec![port("http", Protocol::Tcp, 80)];
-            svc.cluster_ips = if headless {
-                vec![]
-            } else {
-                vec![IpAddr::V4(Ipv4Addr::new(
-                    10,
-                    100 + k as u8,
-                    (i / 250) as u8,
-                    (i % 250) as u8 + 1,
-                ))]
-            };
-            d.upsert_service(svc);
-            let mut sl = slice(&key, &format!("svc-{i}-1"), k, &mut rng);
-            sl.endpoints = (0..if i < 1000 { 4 } else { 3 })
-                .map(|e| {
-                    let j = i + 3000 * e;
-                    Endpoint {
-                        addresses: vec![IpAddr::V4(Ipv4Addr::new(
-                            10,
-                            k as u8,
-                            (j / 250) as u8,
-                            (j % 250) as u8 + 1,
-                        ))],
-                        ready: true,
-                        serving: true,
-                        terminating: false,
-                        hostname: None,
-                        node_name: None,
-                        zone: None,
-                        pod_name: None,
-                    }
-                })
-                .collect();
-            d.upsert_slice(sl);
-        }
-        catalog.publish(c, Arc::new(d.clone()), synced());
-        datas.push(d);
-    }
-    let mut builder = IndexBuilder::new(config.clone());
-    let t = StdInstant::now();
-    let idx = builder.build(&catalog.snapshot(), Instant::now());
-    let names: usize = idx.zones.iter().map(|z| z.len()).sum();
-    let bytes: usize = idx.zones.iter().map(|z| z.heap_bytes()).sum();
-    println!(
-        "full build: {:?} ({names} names, zones ~{:.1} MB)",
-        t.elapsed(),
-        bytes as f64 / 1e6
-    );
-    drop(idx);
-    for round in 0..3 {
-        // A re-parsed file: every object new, one service more.
-        let mut fresh = ClusterData::default();
-        for s in datas[1].services.values() {
-            fresh.upsert_service((**s).clone());
-        }
-        for (_, slices) in datas[1].slices_by_service() {
-            for s in slices.values() {
-                fresh.upsert_slice((**s).clone());
-            }
-        }
-        let key = ServiceKey::new("bench", format!("probe-{round}"));
-        fresh.upsert_service(service(key, 1, &mut rng));
-        datas[1] = fresh;
-        catalog.publish("b", Arc::new(datas[1].clone()), synced());
-        let t = StdInstant::now();
-        let _idx = builder.build(&catalog.snapshot(), Instant::now());
-        println!(
-            "file re-read, one service added: {:?} {:?}",
-            t.elapsed(),
-            builder.stats
-        );
-        // A watch event: one object changed, the rest the same Arcs.
-        let key = ServiceKey::new("bench", format!("watch-{round}"));
-        datas[1].upsert_service(service(key, 1, &mut rng));
-        catalog.publish("b", Arc::new(datas[1].clone()), synced());
-        let t = StdInstant::now();
-        let _idx = builder.build(&catalog.snapshot(), Instant::now());
-        println!(
-            "watch event, one service added: {:?} {:?}",
-            t.elapsed(),
-            builder.stats
-        );
-    }
-    let t = StdInstant::now();
-    let _idx = IndexBuilder::new(config).build(&catalog.snapshot(), Instant::now());
-    println!("full build again: {:?}", t.elapsed());
 }
