@@ -52,7 +52,13 @@ fn kernel_datapath_steering() -> Result<()> {
         .arg(dir)
         .args(["-e", "CAUSEWAY_KERNEL_VM=1", "-e", "RUST_BACKTRACE=1", "--"])
         .arg(&exe)
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            TEST,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("KVM_OVS", "1")
         .status()
         .context("run kernel-vm.sh")?;
