@@ -167,6 +167,18 @@ impl Catalog {
         });
     }
 
+    /// Replaces one cluster's status without a data change: `data_generation` and
+    /// `last_update` belong to [`Catalog::publish`] and are kept.
+    pub fn set_status(&self, cluster: &str, status: ClusterStatus) {
+        self.update_status(cluster, move |st| {
+            *st = ClusterStatus {
+                data_generation: st.data_generation,
+                last_update: st.last_update,
+                ..status
+            }
+        });
+    }
+
     /// Changes one cluster's status only (connection lost or regained, an error).
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         self.modify(cluster, |view| f(&mut view.status));

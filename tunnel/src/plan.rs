@@ -341,10 +341,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                         allowed.push(net);
                     }
                     let endpoint = te.endpoint.as_deref().and_then(|e| {
-                        let addr = e
-                            .parse::<SocketAddr>()
-                            .ok()
-                            .or_else(|| input.resolved.get(e).copied());
+                        let addr = resolve_endpoint(e, &input.resolved);
                         if addr.is_none() {
                             problems.push(format!("{what}: endpoint {e:?} is not resolved yet"));
                         }
@@ -429,10 +426,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         }
         let endpoint = sp.endpoint.as_deref().and_then(|e| {
-            let addr = e
-                .parse::<SocketAddr>()
-                .ok()
-                .or_else(|| input.resolved.get(e).copied());
+            let addr = resolve_endpoint(e, &input.resolved);
             if addr.is_none() {
                 problems.push(format!("{what}.endpoint: {e:?} is not resolved yet"));
             }
@@ -492,4 +486,11 @@ pub fn plan(input: &PlanInput) -> Plan {
         flows,
         problems,
     }
+}
+
+/// An endpoint as written (`ip:port`), or a `host:port` the caller already resolved.
+fn resolve_endpoint(raw: &str, resolved: &BTreeMap<String, SocketAddr>) -> Option<SocketAddr> {
+    raw.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| resolved.get(raw).copied())
 }

@@ -102,14 +102,7 @@ impl FileSource {
                         status.disconnected_since = Some(Instant::now());
                     }
                     metrics.observe(cluster, &status, None);
-                    let s = status.clone();
-                    catalog.update_status(cluster, move |st| {
-                        *st = ClusterStatus {
-                            data_generation: st.data_generation,
-                            last_update: st.last_update,
-                            ..s
-                        }
-                    });
+                    catalog.set_status(cluster, status.clone());
                 }
             }
         }

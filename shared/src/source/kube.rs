@@ -476,14 +476,7 @@ async fn run_changes(
             );
         } else if status_changed {
             metrics.observe(&state.cluster, &state.status, None);
-            let s = state.status.clone();
-            catalog.update_status(&state.cluster, move |st| {
-                *st = ClusterStatus {
-                    data_generation: st.data_generation,
-                    last_update: st.last_update,
-                    ..s
-                }
-            });
+            catalog.set_status(&state.cluster, state.status.clone());
         }
     }
 }
