@@ -9,6 +9,7 @@ use causeway_dns::webhook;
 
 /// mimalloc returns freed pages to the system: parsing a large cluster file peaks at
 /// several times the live heap, and glibc's malloc kept that peak resident for good.
+/// Transparent huge pages are turned off for the process (see `main`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -43,6 +44,10 @@ fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // mimalloc asks for transparent huge pages on its arenas; a 2 MiB page stays resident
+    // while any object in it lives, which kept ~35 MB more resident after the cluster
+    // files' parse (65 vs 99 MB for 3 x 3,000 services). Failure only costs memory.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
     match cli.command {
         Command::Serve(args) => server::run(args).await?,

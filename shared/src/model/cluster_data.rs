@@ -52,15 +52,17 @@ pub struct ClusterData {
 }
 
 impl ClusterData {
-    pub fn upsert_service(&mut self, svc: Service) {
-        self.services.insert(svc.key.clone(), Arc::new(svc));
+    pub fn upsert_service(&mut self, svc: impl Into<Arc<Service>>) {
+        let svc = svc.into();
+        self.services.insert(svc.key.clone(), svc);
     }
 
     pub fn remove_service(&mut self, key: &ServiceKey) -> bool {
         self.services.remove(key).is_some()
     }
 
-    pub fn upsert_slice(&mut self, slice: EndpointSlice) {
+    pub fn upsert_slice(&mut self, slice: impl Into<Arc<EndpointSlice>>) {
+        let slice = slice.into();
         let id = (slice.namespace.clone(), slice.name.clone());
         let key = slice.service_key();
         if let Some(old) = self
@@ -75,7 +77,7 @@ impl ClusterData {
         self.endpoint_slices
             .entry(key)
             .or_default()
-            .insert(slice.name.clone(), Arc::new(slice));
+            .insert(slice.name.clone(), slice);
     }
 
     pub fn remove_slice(&mut self, namespace: &str, name: &str) -> bool {
@@ -98,17 +100,19 @@ impl ClusterData {
         }
     }
 
-    pub fn upsert_node(&mut self, node: Node) {
-        self.nodes.insert(node.name.clone(), Arc::new(node));
+    pub fn upsert_node(&mut self, node: impl Into<Arc<Node>>) {
+        let node = node.into();
+        self.nodes.insert(node.name.clone(), node);
     }
 
     pub fn remove_node(&mut self, name: &str) -> bool {
         self.nodes.remove(name).is_some()
     }
 
-    pub fn upsert_tunnel_endpoint(&mut self, te: TunnelEndpoint) {
+    pub fn upsert_tunnel_endpoint(&mut self, te: impl Into<Arc<TunnelEndpoint>>) {
+        let te = te.into();
         self.tunnel_endpoints
-            .insert((te.namespace.clone(), te.name.clone()), Arc::new(te));
+            .insert((te.namespace.clone(), te.name.clone()), te);
     }
 
     pub fn remove_tunnel_endpoint(&mut self, namespace: &str, name: &str) -> bool {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::metrics::SourceMetrics;
-use super::objects::parse_objects;
+use super::objects::ObjectCache;
 use crate::catalog::{Catalog, ClusterStatus};
 
 /// What identifies a version of the file without reading it. Following symlinks means a
@@ -48,6 +48,8 @@ impl FileSource {
         let mut status = ClusterStatus::default();
         let mut seen: Option<Stamp> = None;
         let mut last_text: Option<String> = None;
+        // Unchanged parts of the file are not parsed again (and keep their `Arc`s).
+        let mut cache = Some(ObjectCache::default());
         let mut ticker = tokio::time::interval(self.poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -64,10 +66,21 @@ impl FileSource {
                     seen = now_stamp;
                     continue;
                 }
-                Ok(text) => match parse_objects(&text) {
-                    Ok((data, summary)) => Ok((text, data, summary)),
-                    Err(e) => Err(format!("{}: {e}", self.path.display())),
-                },
+                Ok(text) => {
+                    // Parsing a large file takes a while: keep it off the async workers.
+                    let mut c = cache.take().unwrap_or_default();
+                    let (c, text, parsed) = tokio::task::spawn_blocking(move || {
+                        let parsed = c.parse(&text);
+                        (c, text, parsed)
+                    })
+                    .await
+                    .expect("the parser does not panic");
+                    cache = Some(c);
+                    match parsed {
+                        Ok((data, summary)) => Ok((text, data, summary)),
+                        Err(e) => Err(format!("{}: {e}", self.path.display())),
+                    }
+                }
             };
             match result {
                 Ok((text, data, summary)) => {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 pub use self::file::FileSource;
 pub use self::kube::{KubeSource, client_for};
 pub use self::metrics::SourceMetrics;
-pub use self::objects::{ObjectsError, ParseSummary, parse_objects};
+pub use self::objects::{ObjectCache, ObjectsError, ParseSummary, parse_objects};
 use crate::catalog::Catalog;
 use crate::config::{Config, SourceSpec};
 use crate::model::ObjectKind;
@@ -38,7 +38,7 @@ impl SourceOptions {
     pub fn new(kinds: &[ObjectKind]) -> Self {
         Self {
             kinds: kinds.to_vec(),
-            file_poll: Duration::from_millis(50),
+            file_poll: Duration::from_millis(20),
             api_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(10),
         }
