@@ -27,10 +27,28 @@ table=30,priority=100,ip,nw_dst=10.128.0.0/24 actions=NORMAL
 table=30,priority=0 actions=drop
 ";
 
+/// Pitfall of Debian bookworm's Open vSwitch 3.1.0 on the kernel datapath, and the cause of
+/// this kit's first ping failing in a freshly booted VM: `count_cpu_cores()` caches the CPU
+/// count for 10 s and its "last updated" time starts at 0 ms of `CLOCK_MONOTONIC`, so until the
+/// machine has been up 10 s it returns the cache's initial 0 (checked in the disassembly of the
+/// packaged `ovs-vswitchd`: `if (time_msec() - last_updated > 9999) recount; return cached;`).
+/// With the per-CPU upcall dispatch that the VM's kernel (6.1) offers, the number of upcall
+/// handler threads is that count: ovs-vswitchd logs "Overriding n-handler-threads to 0" and runs none, so no upcall (the
+/// first packet of every flow, ARP included) is ever answered until a reconfiguration after the
+/// 10 s recounts. The VM reaches this kit at about 5 s of uptime; whether br0 and its ports were
+/// configured before or after 10 s depended on how fast the emulation ran, which is why the
+/// test failed more often on an idle host than on a busy one.
+const OVS_CPU_COUNT_VALID_AFTER: Duration = Duration::from_secs(11);
+
+/// How long ovs-vswitchd may take to start its upcall handler threads (emulated VM).
+const HANDLERS_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// ovsdb-server and ovs-vswitchd of one test, with their state directory.
 pub struct Ovs {
     pub dir: tempfile::TempDir,
     pub sw: Netns,
+    /// The netdev (userspace) datapath, else the kernel's.
+    userspace: bool,
     db: Option<ChildGuard>,
     vswitchd: Option<ChildGuard>,
 }
@@ -70,6 +88,7 @@ impl Ovs {
         let mut ovs = Self {
             dir,
             sw,
+            userspace,
             db: None,
             vswitchd: None,
         };
@@ -142,14 +161,52 @@ impl Ovs {
             ],
             None,
         )?;
+        ovs.wait_for_handlers()?;
         ovs.tool("ovs-ofctl", &["del-flows", "br0"], None)?;
         ovs.load_base_flows()?;
         Ok(ovs)
     }
 
+    /// With the kernel datapath, waits until ovs-vswitchd runs at least one upcall handler
+    /// thread (threads named `handlerN`): without one, no first packet of a flow is forwarded.
+    /// The netdev datapath handles upcalls in its own threads and has no handlers.
+    fn wait_for_handlers(&self) -> Result<()> {
+        if self.userspace {
+            return Ok(());
+        }
+        let pid = self
+            .vswitchd
+            .as_ref()
+            .and_then(|g| g.0.as_ref())
+            .context("ovs-vswitchd not running")?
+            .id();
+        let deadline = std::time::Instant::now() + HANDLERS_TIMEOUT;
+        loop {
+            let handlers = std::fs::read_dir(format!("/proc/{pid}/task"))?
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.starts_with("handler"))
+                .count();
+            if handlers > 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "ovs-vswitchd started no upcall handler thread within {HANDLERS_TIMEOUT:?}\n{}",
+                    self.diagnostics(&[])
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts ovs-vswitchd inside the switch namespace (the netdev datapath opens its ports'
     /// AF_PACKET sockets in its own namespace).
     fn start_vswitchd(&mut self) -> Result<()> {
+        if !self.userspace
+            && let Some(wait) = OVS_CPU_COUNT_VALID_AFTER.checked_sub(common::monotonic())
+        {
+            std::thread::sleep(wait);
+        }
         let d = self.dir.path();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.sw.name, "ovs-vswitchd"])
@@ -196,7 +253,7 @@ impl Ovs {
                 )
                 .is_ok()
             {
-                return Ok(());
+                return self.wait_for_handlers();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -228,6 +285,51 @@ impl Ovs {
             .filter(|l| l.contains(&cookie))
             .map(str::to_string)
             .collect())
+    }
+
+    /// The switch's state as text, for a failure message: ports with their OpenFlow numbers,
+    /// flows with counters, datapath flows, the MAC table, the interfaces of the switch and of
+    /// `pods`, and the end of ovs-vswitchd's log.
+    pub fn diagnostics(&self, pods: &[&Netns]) -> String {
+        let mut out = String::new();
+        let mut section = |title: &str, r: Result<String>| {
+            out.push_str(&format!("--- {title}\n"));
+            match r {
+                Ok(text) => out.push_str(&text),
+                Err(e) => out.push_str(&format!("(failed: {e:#})\n")),
+            }
+        };
+        section("ovs-vsctl show", self.tool("ovs-vsctl", &["show"], None));
+        section(
+            "ports",
+            self.tool(
+                "ovs-ofctl",
+                &["-O", "OpenFlow13", "dump-ports-desc", "br0"],
+                None,
+            ),
+        );
+        section("flows", self.flows());
+        section(
+            "datapath flows",
+            self.tool("ovs-appctl", &["dpctl/dump-flows", "-m"], None),
+        );
+        section("fdb", self.tool("ovs-appctl", &["fdb/show", "br0"], None));
+        section("switch links", self.sw.exec("ip", &["-s", "link"]));
+        for ns in pods {
+            section(
+                &format!("{} eth0", ns.name),
+                ns.exec("ip", &["-s", "link", "show", "eth0"]),
+            );
+            section(&format!("{} neigh", ns.name), ns.exec("ip", &["neigh"]));
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("ovs-vswitchd.log"))
+            .map(|text| {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(60)..].join("\n") + "\n"
+            })
+            .map_err(anyhow::Error::from);
+        section("ovs-vswitchd.log (end)", log);
+        out
     }
 
     pub fn base_flow_count(&self) -> Result<usize> {
