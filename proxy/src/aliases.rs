@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt, stream};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, AddressScope,
 };
@@ -131,46 +131,66 @@ impl Aliases {
     }
 
     /// Makes our addresses on the interface exactly `vips` (addresses that are not ours
-    /// are left alone, and a VIP someone else already has is not added again).
+    /// are left alone, and a VIP someone else already has is not added again). Requests
+    /// are pipelined ([`IN_FLIGHT`] at a time): one at a time, 10,000 VIPs took seconds.
     pub async fn sync(&self, vips: &BTreeSet<IpAddr>) -> Result<AliasChanges, AliasError> {
         let index = self.index().await?;
         let current = self.addresses(index).await?;
-        let mut changes = AliasChanges::default();
         let present: BTreeSet<IpAddr> = current.iter().filter_map(address_of).collect();
-        for msg in current.iter().filter(|m| is_ours(m)) {
-            let Some(ip) = address_of(msg) else { continue };
-            if !vips.contains(&ip) {
+        let stale: Vec<(IpAddr, AddressMessage)> = current
+            .into_iter()
+            .filter(is_ours)
+            .filter_map(|m| Some((address_of(&m)?, m)))
+            .filter(|(ip, _)| !vips.contains(ip))
+            .collect();
+        let mut removed: Vec<IpAddr> = stream::iter(stale)
+            .map(|(ip, msg)| async move {
                 self.handle
                     .address()
-                    .del(msg.clone())
+                    .del(msg)
                     .execute()
                     .await
-                    .map_err(self.nl(format!("delete {ip}")))?;
-                changes.removed.push(ip);
-            }
-        }
-        for ip in vips.iter().filter(|ip| !present.contains(ip)) {
-            let prefix = if ip.is_ipv4() { 32 } else { 128 };
-            let mut req = self.handle.address().add(index, *ip, prefix);
-            let msg = req.message_mut();
-            msg.header.scope = AddressScope::Host;
-            msg.attributes
-                .push(AddressAttribute::Protocol(AddressProtocol::from(
-                    ADDR_PROTO,
-                )));
-            msg.attributes.push(AddressAttribute::Flags(
-                AddressFlags::Nodad | AddressFlags::Noprefixroute,
-            ));
-            let label = format!("{}:cw", self.interface);
-            if ip.is_ipv4() && label.len() <= 15 {
-                msg.attributes.push(AddressAttribute::Label(label));
-            }
-            req.execute().await.map_err(self.nl(format!("add {ip}")))?;
-            changes.added.push(*ip);
-        }
-        Ok(changes)
+                    .map_err(self.nl(format!("delete {ip}")))
+                    .map(|()| ip)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let label = format!("{}:cw", self.interface);
+        let mut added: Vec<IpAddr> = stream::iter(vips.iter().filter(|ip| !present.contains(ip)))
+            .map(|ip| {
+                let prefix = if ip.is_ipv4() { 32 } else { 128 };
+                let mut req = self.handle.address().add(index, *ip, prefix);
+                let msg = req.message_mut();
+                msg.header.scope = AddressScope::Host;
+                msg.attributes
+                    .push(AddressAttribute::Protocol(AddressProtocol::from(
+                        ADDR_PROTO,
+                    )));
+                msg.attributes.push(AddressAttribute::Flags(
+                    AddressFlags::Nodad | AddressFlags::Noprefixroute,
+                ));
+                if ip.is_ipv4() && label.len() <= 15 {
+                    msg.attributes.push(AddressAttribute::Label(label.clone()));
+                }
+                async move {
+                    req.execute()
+                        .await
+                        .map_err(self.nl(format!("add {ip}")))
+                        .map(|()| *ip)
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect()
+            .await?;
+        removed.sort();
+        added.sort();
+        Ok(AliasChanges { added, removed })
     }
 }
+
+/// Address requests in flight at once.
+const IN_FLIGHT: usize = 64;
 
 /// `ENODEV`, which the kernel answers for a link name it does not know.
 fn libc_enodev() -> i32 {

@@ -72,16 +72,6 @@ pub fn service_chain(key: &VsKey, origin: &Origin) -> String {
     join("svc", &vs_hash(key), &tail)
 }
 
-/// Chain of one real server of a virtual service: `ep-HASH-ip/port`.
-pub fn endpoint_chain(key: &VsKey, real: SocketAddr) -> String {
-    let hash = short_hash(&[
-        key.proto.as_lower(),
-        &key.addr.to_string(),
-        &real.to_string(),
-    ]);
-    join("ep", &hash, &addr_text(real))
-}
-
 /// Session-affinity set of one real server: `aff-HASH-ip/port`.
 pub fn affinity_set(key: &VsKey, real: SocketAddr) -> String {
     let hash = short_hash(&[
@@ -129,11 +119,11 @@ mod tests {
         // Pinned: a change here would orphan the chains of running proxies.
         assert_eq!(short_hash(&["tcp", "192.0.2.10:80"]), vs_hash(&k));
         assert_eq!(vs_hash(&k).len(), 8);
-        let ep = endpoint_chain(&k, "[2001:db8::5]:8080".parse().unwrap());
-        assert!(ep.ends_with("-2001.db8..5/8080"), "{ep}");
+        let aff = affinity_set(&k, "[2001:db8::5]:8080".parse().unwrap());
+        assert!(aff.ends_with("-2001.db8..5/8080"), "{aff}");
         for n in [
             chain,
-            ep,
+            aff,
             affinity_set(&k, "198.51.100.1:1".parse().unwrap()),
         ] {
             assert!(is_valid(&n), "{n}");

@@ -17,12 +17,12 @@ fn nft_backend_passes_the_conformance_battery() {
         Box::new(NftBackend::new("cwtest").in_netns(&name))
     });
 
-    // The table holds nothing stale: base chains plus one service and one endpoint chain.
+    // The table holds nothing stale: base chains plus the one service's chain.
     let table = netns::run(&format!(
         "ip netns exec {} nft list table inet cwtest",
         ns.0
     ));
-    assert_eq!(table.matches("\tchain ").count(), 4 + 2, "{table}");
+    assert_eq!(table.matches("\tchain ").count(), 4 + 1, "{table}");
     assert!(
         !table.contains("set aff-"),
         "affinity sets removed:\n{table}"

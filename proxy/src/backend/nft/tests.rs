@@ -24,8 +24,8 @@ fn scrub(text: &str, d: &DesiredState) -> String {
     for (i, (k, vs)) in d.services.iter().enumerate() {
         out = out.replace(&names::vs_hash(k), &format!("VS{i:06}"));
         for (j, r) in vs.reals.keys().enumerate() {
-            let ep = names::endpoint_chain(k, *r);
-            let hash = &ep[3..11];
+            let aff = names::affinity_set(k, *r);
+            let hash = &aff[4..12];
             out = out.replace(hash, &format!("E{i}{j:06}"));
         }
     }
@@ -95,9 +95,12 @@ fn listing_round_trips_through_comments() {
         items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::service_chain(k, &vs.origin),
             "comment": svc_comment(k, vs), "expr": [{"counter": {"packets": 3, "bytes": 180}}]}}));
         for (r, w) in &vs.reals {
-            items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::endpoint_chain(k, *r),
-                "comment": format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k)),
-                "expr": [{"counter": {"packets": 1, "bytes": 60}}]}}));
+            // A real server of weight w has w slot rules (and an affinity rule).
+            for _ in 0..(*w).max(1) + u32::from(vs.affinity.is_some()) {
+                items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::service_chain(k, &vs.origin),
+                    "comment": format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k)),
+                    "expr": [{"counter": {"packets": 1, "bytes": 60}}]}}));
+            }
         }
     }
     let (state, objects) = parse_listing("causeway", &serde_json::json!({ "nftables": items }));
@@ -105,4 +108,11 @@ fn listing_round_trips_through_comments() {
     let back = state.to_desired(|_| None);
     assert_eq!(back, d);
     assert!(state.services.values().all(|s| s.stats.conns == 3));
+    // Each real's counter is the sum over its rules.
+    for (k, vs) in &d.services {
+        for (r, w) in &vs.reals {
+            let rules = (*w).max(1) + u32::from(vs.affinity.is_some());
+            assert_eq!(state.services[k].reals[r].stats.conns, u64::from(rules));
+        }
+    }
 }
