@@ -6,8 +6,10 @@
 //! - a remote node's allowed IPs are its pod subnets, kept only when they lie inside its
 //!   cluster's configured `podCIDRs` (when any are configured) and overlap no other cluster's
 //!   CIDRs and no peer planned before it; a remote cluster can never claim our addresses;
-//! - a remote cluster's `serviceCIDRs` are carried by one of its peers, the first by node name
-//!   that has an endpoint (WireGuard needs disjoint allowed IPs);
+//! - a remote cluster's `serviceCIDRs` are carried by one of its peers (WireGuard needs
+//!   disjoint allowed IPs): the first by node name that has an endpoint, unless the health
+//!   check reports that peer down ([`PlanInput::peer_up`]); then the first by node name that
+//!   it reports up; when none is up, the first with an endpoint all the same;
 //! - a key seen twice (or our own key) is used once; later objects are reported;
 //! - a cluster whose first list has not completed contributes the peers it already had on the
 //!   device ([`RemoteView::Unsynced`]), so a restart never drops working peers;
@@ -85,6 +87,10 @@ pub struct PlanInput {
     pub resolved: BTreeMap<String, SocketAddr>,
     /// This pod's port on the OVS bridge, when steering is on.
     pub steering: Option<SteeringPort>,
+    /// What the health check last said of the peers on the device: `true` up, `false` down
+    /// (no handshake and nothing received within `peerDownAfter`). Peers it has not assessed
+    /// yet are absent. Only used to move service CIDRs off a down peer.
+    pub peer_up: BTreeMap<PublicKey, bool>,
 }
 
 /// Who a peer is, for logs, metrics and `/status`.
@@ -359,16 +365,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                         },
                     });
                 }
-                // Service CIDRs ride with the first peer that can be dialled.
-                let carrier = cluster_peers
-                    .iter()
-                    .position(|p| p.config.endpoint.is_some())
-                    .or(if cluster_peers.is_empty() {
-                        None
-                    } else {
-                        Some(0)
-                    });
-                if let Some(i) = carrier {
+                if let Some(i) = service_carrier(&cluster_peers, &input.peer_up) {
                     for net in &remote.service_cidrs {
                         if let Some(owner) = taken.owner(net) {
                             problems.push(format!(
@@ -485,6 +482,26 @@ pub fn plan(input: &PlanInput) -> Plan {
         mss_interface: input.settings.interface.clone(),
         flows,
         problems,
+    }
+}
+
+/// Which of a cluster's peers (sorted by node name) carries its service CIDRs: the first that
+/// can be dialled (else the first), unless the health check reports it down; then the first
+/// reported up. With none up (a fresh start, before any handshake) the first choice stays, so a
+/// start does not move the ranges around; a peer not assessed yet never takes them over.
+fn service_carrier(peers: &[PlannedPeer], peer_up: &BTreeMap<PublicKey, bool>) -> Option<usize> {
+    let up = |p: &PlannedPeer| peer_up.get(&p.config.public_key).copied();
+    let first = peers
+        .iter()
+        .position(|p| p.config.endpoint.is_some())
+        .or((!peers.is_empty()).then_some(0))?;
+    if up(&peers[first]) == Some(false) {
+        peers
+            .iter()
+            .position(|p| up(p) == Some(true))
+            .or(Some(first))
+    } else {
+        Some(first)
     }
 }
 

@@ -181,6 +181,9 @@ struct Inner {
     problems: Mutex<Vec<String>>,
     resolved: Mutex<BTreeMap<String, SocketAddr>>,
     activity: Mutex<health::Activity>,
+    /// Up (true) or down per peer, as the last health check found them; the plan moves a
+    /// cluster's service CIDRs off a down peer.
+    peer_up: Mutex<BTreeMap<PublicKey, bool>>,
     /// Per remote cluster, the data generation the last successful sync covered.
     applied_generations: Mutex<BTreeMap<String, u64>>,
     status: ArcSwap<StatusReport>,
@@ -239,6 +242,7 @@ impl Agent {
             problems: Mutex::default(),
             resolved: Mutex::default(),
             activity: Mutex::default(),
+            peer_up: Mutex::default(),
             applied_generations: Mutex::default(),
             status: ArcSwap::from_pointee(StatusReport::default()),
             steering,
@@ -594,6 +598,11 @@ impl Inner {
             },
             resolved: self.resolve(&snap).await,
             steering,
+            peer_up: self
+                .peer_up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         };
         let plan = plan::plan(&input);
         tracing::trace!(plan = %plan.render(), "plan");
@@ -620,14 +629,24 @@ impl Inner {
         if let Some(e) = steering_error {
             return Err(e);
         }
-        if let Some(s) = &self.steering
-            && s.apply(&plan.flows).await? != Outcome::Unchanged
-        {
-            tracing::info!(
-                bridge = s.bridge(),
-                flows = plan.flows.len(),
-                "steering flows installed"
-            );
+        if let Some(s) = &self.steering {
+            match s.apply(&plan.flows).await? {
+                Outcome::Unchanged => {}
+                // The switch lost our flows (an ovs-vswitchd restart) and this sync came before
+                // the recheck: the same restore, counted the same way.
+                Outcome::Restored => {
+                    self.metrics.steering_restores.inc();
+                    tracing::warn!(
+                        bridge = s.bridge(),
+                        "steering flows were missing or altered; restored"
+                    );
+                }
+                Outcome::Installed => tracing::info!(
+                    bridge = s.bridge(),
+                    flows = plan.flows.len(),
+                    "steering flows installed"
+                ),
+            }
         }
         tracing::debug!(
             peers = plan.peers.len(),
@@ -674,6 +693,20 @@ impl Inner {
             }
         }
         self.metrics.peers.observe(&health, &previous.peers);
+        // A peer going down or coming back can move service CIDRs: plan again.
+        let peer_up: BTreeMap<PublicKey, bool> = health
+            .iter()
+            .filter_map(|p| Some((p.public_key.parse().ok()?, p.up)))
+            .collect();
+        let changed = {
+            let mut current = self.peer_up.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = *current != peer_up;
+            *current = peer_up;
+            changed
+        };
+        if changed {
+            self.trigger.send_modify(|g| *g += 1);
+        }
         let key = self.key.load();
         self.status.store(Arc::new(StatusReport {
             interface: self.config.tunnel.interface.clone(),

@@ -18,8 +18,8 @@ use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::mss::FakeNft;
 use causeway_tunnel::reconcile::Parts;
 use causeway_tunnel::routes::FakeRoutes;
-use causeway_tunnel::wg::PrivateKey;
-use cluster_kit::{NS, TestCluster, eventually, start_agent, write_config};
+use causeway_tunnel::wg::{PrivateKey, PublicKey};
+use cluster_kit::{NS, TestCluster, clusters_a_b, eventually, start_agent, write_config};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(15);
@@ -44,8 +44,7 @@ fn peer_line(wg: &FakeWg, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_discover_join_leave_rotate() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
-    let b = TestCluster::start(dir.path(), "b", "10.129.0.0/16", "172.31.0.0/16").await?;
+    let (a, b) = clusters_a_b(dir.path()).await?;
     a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
     b.add_node("b1", "10.129.0.0/24", "198.51.100.1")?;
     a.server.apply(&json!({
@@ -267,15 +266,10 @@ async fn steering_problems_do_not_hold_back_peers() -> Result<()> {
     use causeway_tunnel::host::HostInterface;
     use causeway_tunnel::steering::FakeSwitch;
     let dir = tempfile::tempdir()?;
-    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
-    let b = TestCluster::start(dir.path(), "b", "10.129.0.0/16", "172.31.0.0/16").await?;
+    let (a, b) = clusters_a_b(dir.path()).await?;
     a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
     let key_b1 = PrivateKey::generate().public_key().to_base64();
-    b.server.apply(&json!({
-        "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
-        "metadata": {"name": "b1", "namespace": NS},
-        "spec": {"node": "b1", "publicKey": key_b1, "endpoint": "198.51.100.1:51820", "podCIDRs": ["10.129.0.0/24"]},
-    }))?;
+    b.add_tunnel_endpoint("b1", &key_b1, "198.51.100.1:51820", "10.129.0.0/24")?;
     let cfg = write_config(
         dir.path(),
         "a",
@@ -305,5 +299,58 @@ async fn steering_problems_do_not_hold_back_peers() -> Result<()> {
     })
     .await?;
     assert!(switch.dump().contains("output:9"), "{}", switch.dump());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_cidrs_follow_peer_health() -> Result<()> {
+    use std::time::SystemTime;
+    let dir = tempfile::tempdir()?;
+    let (a, b) = clusters_a_b(dir.path()).await?;
+    a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
+    let mut keys = Vec::new();
+    for (i, node) in ["b1", "b2"].iter().enumerate() {
+        let key = PrivateKey::generate().public_key();
+        b.add_tunnel_endpoint(
+            node,
+            &key.to_base64(),
+            &format!("198.51.100.{}:51820", i + 1),
+            &format!("10.129.{i}.0/24"),
+        )?;
+        keys.push(key);
+    }
+    let (b1, b2) = (keys[0], keys[1]);
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &[&a, &b],
+        "{ endpoint: { address: \"192.0.2.11:51820\" }, peerDownAfter: 60s }",
+    )?;
+    let wg = Arc::new(FakeWg::new("causeway0"));
+    let _agent = start_agent(cfg, &a, "a1", None, parts(&wg)).await?;
+    let carries = |key: PublicKey| {
+        peer_line(&wg, &key.to_string()).is_some_and(|l| l.ends_with(",172.31.0.0/16"))
+    };
+
+    // No handshake yet: both down, the first by node name carries the services.
+    eventually(T, "b1 carries the services", || async { carries(b1) }).await?;
+    // Only b2 answers: the services move to b2.
+    wg.set_handshake(b2, SystemTime::now());
+    eventually(T, "the services move to b2", || async {
+        carries(b2) && !carries(b1)
+    })
+    .await?;
+    // b1 comes back: the services return to it (deterministic choice).
+    wg.set_handshake(b1, SystemTime::now());
+    eventually(T, "the services return to b1", || async {
+        carries(b1) && !carries(b2)
+    })
+    .await?;
+    // b1's last handshake is now older than peerDownAfter: b2 again.
+    wg.set_handshake(b1, SystemTime::now() - Duration::from_secs(600));
+    eventually(T, "the services fail over to b2", || async {
+        carries(b2) && !carries(b1)
+    })
+    .await?;
     Ok(())
 }

@@ -23,10 +23,9 @@ use causeway_tunnel::reconcile::Parts;
 use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::steering::OvsCli;
 use causeway_tunnel::wg::PrivateKey;
-use cluster_kit::{NS, TestCluster, eventually, start_agent, write_config};
+use cluster_kit::{clusters_a_b, eventually, start_agent, write_config};
 use common::ping;
 use ovs_kit::{Ovs, TUN_MAC, fails_to_ping, pod};
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_steer_real_traffic_and_survive_an_ovs_restart() -> Result<()> {
@@ -54,15 +53,14 @@ async fn flows_steer_real_traffic_and_survive_an_ovs_restart() -> Result<()> {
 
     // The control plane of the tunnel pod, steering: ovs.
     let dir = tempfile::tempdir()?;
-    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
-    let b = TestCluster::start(dir.path(), "b", "10.129.0.0/16", "172.31.0.0/16").await?;
+    let (a, b) = clusters_a_b(dir.path()).await?;
     a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
-    b.server.apply(&json!({
-        "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
-        "metadata": {"name": "b1", "namespace": NS},
-        "spec": {"node": "b1", "publicKey": PrivateKey::generate().public_key().to_base64(),
-                 "endpoint": "198.51.100.1:51820", "podCIDRs": ["10.129.0.0/24"]},
-    }))?;
+    b.add_tunnel_endpoint(
+        "b1",
+        &PrivateKey::generate().public_key().to_base64(),
+        "198.51.100.1:51820",
+        "10.129.0.0/24",
+    )?;
     let cfg = write_config(
         dir.path(),
         "a",
@@ -134,10 +132,12 @@ async fn flows_steer_real_traffic_and_survive_an_ovs_restart() -> Result<()> {
     );
     ping(&p1, "10.128.0.12", Duration::from_secs(5)).context("local traffic still flows")?;
 
-    // ovs-vswitchd restarts: every OpenFlow flow is gone; the SDN reloads its own, our recheck ours.
+    // ovs-vswitchd restarts: every OpenFlow flow is gone; the SDN reloads its own, we ours (the
+    // recheck, or a sync that happens to run first: either counts a restore). Whether our flows
+    // are still missing right after the restart is a race with both, so the loss is seen in the
+    // restore counter instead.
     ovs.restart_vswitchd()?;
     ovs.load_base_flows()?;
-    assert!(ovs.our_flows()?.len() < 4);
     eventually(Duration::from_secs(20), "our flows restored", || async {
         ovs.our_flows().map(|f| f.len()).unwrap_or(0) == 4
     })

@@ -75,6 +75,7 @@ fn base() -> PlanInput {
             "192.0.2.31:51820".parse().unwrap(),
         )]),
         steering: None,
+        peer_up: BTreeMap::new(),
     }
 }
 
@@ -244,4 +245,63 @@ fn same_input_same_plan_whatever_the_object_order() {
         list.reverse();
     }
     assert_eq!(plan(&input), a);
+}
+
+/// Cluster b's peers as `label allowed-ips` lines, for the carrier tests.
+fn b_peers(input: &PlanInput) -> String {
+    plan(input)
+        .peers
+        .iter()
+        .filter(|p| p.label.cluster == "b")
+        .map(|p| {
+            let ips: Vec<String> = p
+                .config
+                .allowed_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            format!("{} {}\n", p.label, ips.join(","))
+        })
+        .collect()
+}
+
+#[test]
+fn service_cidrs_fail_over_to_an_up_peer_of_the_same_cluster() {
+    let on_b1 = "b/b1 10.129.0.0/24,172.31.0.0/16\nb/b2 10.129.1.0/24\n";
+    let on_b2 = "b/b1 10.129.0.0/24\nb/b2 10.129.1.0/24,172.31.0.0/16\n";
+    let case = |health: &[(u8, bool)]| {
+        let mut input = base();
+        input.peer_up = health.iter().map(|&(n, up)| (key(n), up)).collect();
+        b_peers(&input)
+    };
+    // Not assessed yet, or up: the first by node name with an endpoint.
+    assert_eq!(case(&[]), on_b1);
+    assert_eq!(case(&[(21, true), (22, true)]), on_b1);
+    assert_eq!(case(&[(21, true), (22, false)]), on_b1);
+    // b1 down, b2 up: b2 takes the services over; b1 keeps its own pod subnet.
+    assert_eq!(case(&[(21, false), (22, true)]), on_b2);
+    // Both down (a fresh start, no handshake yet) or b2 not assessed: nothing moves.
+    assert_eq!(case(&[(21, false), (22, false)]), on_b1);
+    assert_eq!(case(&[(21, false)]), on_b1);
+    // The choice is the first up peer by node name, whatever the object order.
+    let mut input = base();
+    if let RemoteView::Synced(list) = &mut input.remotes[0].view {
+        list.push(te("b3", 23, Some("198.51.100.3:51820"), &["10.129.3.0/24"]));
+        list.reverse();
+    }
+    input.peer_up = BTreeMap::from([(key(21), false), (key(22), true), (key(23), true)]);
+    let p = plan(&input);
+    let carrier: Vec<String> = p
+        .peers
+        .iter()
+        .filter(|p| {
+            p.config
+                .allowed_ips
+                .contains(&"172.31.0.0/16".parse().unwrap())
+        })
+        .map(|p| p.label.to_string())
+        .collect();
+    assert_eq!(carrier, ["b/b2"]);
+    // Routes do not depend on which peer carries the services.
+    assert_eq!(p.routes, plan(&base()).routes);
 }

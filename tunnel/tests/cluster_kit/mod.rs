@@ -32,6 +32,15 @@ pub struct TestCluster {
     pub kubeconfig: PathBuf,
 }
 
+/// The two clusters most tests use: `a` (pods 10.128.0.0/16, services 172.30.0.0/16) and `b`
+/// (pods 10.129.0.0/16, services 172.31.0.0/16), with no nodes yet.
+pub async fn clusters_a_b(dir: &Path) -> Result<(TestCluster, TestCluster)> {
+    Ok((
+        TestCluster::start(dir, "a", "10.128.0.0/16", "172.30.0.0/16").await?,
+        TestCluster::start(dir, "b", "10.129.0.0/16", "172.31.0.0/16").await?,
+    ))
+}
+
 impl TestCluster {
     pub async fn start(dir: &Path, name: &str, pod_cidr: &str, service_cidr: &str) -> Result<Self> {
         let server = TestApiServer::start().await;
@@ -53,6 +62,23 @@ impl TestCluster {
             "metadata": {"name": name},
             "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
             "status": {"addresses": [{"type": "InternalIP", "address": internal_ip}]},
+        }))?;
+        Ok(())
+    }
+
+    /// Publishes a TunnelEndpoint for `node` as that node's tunnel would.
+    pub fn add_tunnel_endpoint(
+        &self,
+        node: &str,
+        public_key: &str,
+        endpoint: &str,
+        pod_cidr: &str,
+    ) -> Result<()> {
+        self.server.apply(&json!({
+            "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
+            "metadata": {"name": node, "namespace": NS},
+            "spec": {"node": node, "publicKey": public_key, "endpoint": endpoint,
+                     "podCIDRs": [pod_cidr]},
         }))?;
         Ok(())
     }
