@@ -28,6 +28,9 @@ fn interop_with_wireguard_go() -> Result<()> {
     // The UAPI socket /var/run/wireguard/NAME.sock is not per namespace: a unique name.
     let dev = format!("cwgo{}", std::process::id() % 100_000);
     let dev = dev.as_str();
+    // The guard kills wireguard-go with SIGKILL, so it cannot remove its socket itself; declared
+    // before the guard, this is dropped after it.
+    let _socket = RemoveOnDrop(format!("/var/run/wireguard/{dev}.sock").into());
     let go = theirs.spawn(
         "env",
         &["WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f", dev],
@@ -115,4 +118,13 @@ fn interop_with_wireguard_go() -> Result<()> {
     );
     drop(go);
     Ok(())
+}
+
+/// Deletes a file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
