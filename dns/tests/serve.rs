@@ -523,3 +523,68 @@ fn not_ready_until_every_cluster_synced() {
     let m = ask(dns.addr, "web.demo.svc.cluster.all.", RecordType::A, false);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }
+
+#[test]
+fn a_burst_from_many_clients_gets_every_answer_to_its_own_client() {
+    // Queries arrive faster than they are answered, so the server reads and answers
+    // them in batches; each reply must still reach the client and ID that asked.
+    use std::collections::BTreeMap;
+    use std::net::{Ipv4Addr, UdpSocket};
+    let dns = ab();
+    let names = [
+        ("web.demo.svc.cluster.a.", RecordType::A, "A 198.51.100.10"),
+        ("web.demo.svc.cluster.b.", RecordType::A, "A 198.51.100.140"),
+        (
+            "web.demo.svc.cluster.a.",
+            RecordType::AAAA,
+            "AAAA 2001:db8:a:1::a",
+        ),
+    ];
+    let clients: Vec<UdpSocket> = (0..8)
+        .map(|_| {
+            let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        })
+        .collect();
+    let per_client = 60u16;
+    for (c, s) in clients.iter().enumerate() {
+        for i in 0..per_client {
+            let (name, rtype, _) = names[usize::from(i) % names.len()];
+            let mut m = query_msg(name, rtype, Some(1232));
+            m.metadata.id = (c as u16) << 8 | i;
+            s.send_to(&m.to_vec().unwrap(), dns.addr).unwrap();
+        }
+        // A datagram too short to be DNS in the middle of the burst: dropped.
+        s.send_to(&[0xab, 0xcd, 0x01], dns.addr).unwrap();
+    }
+    for (c, s) in clients.iter().enumerate() {
+        let mut seen = BTreeMap::new();
+        let mut buf = vec![0u8; 4096];
+        while seen.len() < usize::from(per_client) {
+            let (n, _) = s.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!("client {c}: {} of {per_client} answers: {e}", seen.len())
+            });
+            let m = hickory_server::proto::op::Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(
+                usize::from(m.metadata.id >> 8),
+                c,
+                "reply for another client"
+            );
+            let i = m.metadata.id & 0xff;
+            let (name, _, data) = names[usize::from(i) % names.len()];
+            assert_eq!(answers(&m), [format!("{name} {data}")], "id {i}");
+            assert!(seen.insert(i, ()).is_none(), "id {i} answered twice");
+        }
+    }
+    // The server still answers one-by-one afterwards.
+    assert_eq!(
+        answers(&ask(
+            dns.addr,
+            "web.demo.svc.cluster.a.",
+            RecordType::A,
+            false
+        )),
+        ["web.demo.svc.cluster.a. A 198.51.100.10"]
+    );
+}
