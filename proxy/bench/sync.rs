@@ -98,7 +98,7 @@ fn part1(services: usize) {
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                len = render_full("causeway", &desired, &TableObjects::default()).len();
+                len = render_full("causeway", &[], &desired, &TableObjects::default()).len();
                 t.elapsed()
             })
             .collect(),
@@ -395,7 +395,7 @@ fn main() {
         .desired;
         std::fs::write(
             &args[i + 2],
-            render_full("causeway", &d, &TableObjects::default()),
+            render_full("causeway", &[], &d, &TableObjects::default()),
         )
         .unwrap();
         return;

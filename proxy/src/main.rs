@@ -47,7 +47,13 @@ fn choose_backend(config: &Config, owner: &Owner) -> anyhow::Result<Box<dyn Back
         let owner = owner.clone();
         IpvsBackend::new(Box::new(move |ip| owner(ip).is_some()))
     };
-    let nft = || Box::new(NftBackend::new(config.proxy.nft_table.clone())) as Box<dyn Backend>;
+    // Local pods keep their address: the remote cluster routes it back through the tunnel.
+    let nft = || {
+        Box::new(
+            NftBackend::new(config.proxy.nft_table.clone())
+                .keep_sources(config.local().pod_cidrs.clone()),
+        ) as Box<dyn Backend>
+    };
     Ok(match config.proxy.backend {
         ProxyBackend::Nftables => nft(),
         ProxyBackend::Ipvs => Box::new(ipvs().context("proxy.backend: ipvs")?),

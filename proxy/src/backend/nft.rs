@@ -6,7 +6,8 @@
 //!   map service-ips6 { ipv6_addr . inet_proto . inet_service : verdict }
 //!   chain nat-prerouting  { type nat hook prerouting priority dstnat; jump services }
 //!   chain nat-output      { type nat hook output priority -100; jump services }
-//!   chain nat-postrouting { type nat hook postrouting priority srcnat; masquerade what we DNATed }
+//!   chain nat-postrouting { type nat hook postrouting priority srcnat; masquerade what we DNATed,
+//!                           except what comes from the local cluster's pods }
 //!   chain services        { ip daddr . meta l4proto . th dport vmap @service-ips; ip6 … @service-ips6 }
 //!   chain svc-HASH-…      { counter comment "cw:svc …";
 //!                           [ip saddr @aff-… <DNAT to that real>, …]        (affinity: one per real)
@@ -41,6 +42,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use causeway_shared::model::{Protocol, ServiceKey};
+use ipnet::IpNet;
 
 use super::{
     ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
@@ -95,6 +97,9 @@ pub struct NftBackend {
     program: PathBuf,
     /// Arguments before nft's own (e.g. `netns exec NAME nft` when `program` is `ip`).
     prefix: Vec<String>,
+    /// Sources that keep their address (the local cluster's pod CIDRs), see
+    /// [`NftBackend::keep_sources`].
+    keep: Vec<IpNet>,
     /// Our chains and sets as of the last successful apply; `None` after a failure
     /// (the next full apply lists the table first).
     known: Option<TableObjects>,
@@ -107,8 +112,21 @@ impl NftBackend {
             table: table.into(),
             program: PathBuf::from("nft"),
             prefix: Vec::new(),
+            keep: Vec::new(),
             known: None,
         }
+    }
+
+    /// Connections from these sources (the local cluster's pod CIDRs) are not masqueraded.
+    ///
+    /// The remote cluster routes our pod CIDRs back through the tunnel, and the remote tunnel
+    /// accepts only our pod addresses from us. Masquerading would take the address of the
+    /// outgoing interface, and the tunnel interface has none, so the kernel
+    /// (`inet_select_addr`) takes the first global address of the namespace, usually the
+    /// node's own: the remote tunnel drops the packet.
+    pub fn keep_sources(mut self, cidrs: impl IntoIterator<Item = IpNet>) -> Self {
+        self.keep = cidrs.into_iter().collect();
+        self
     }
 
     /// Runs `nft` inside network namespace `netns` (`ip netns exec NAME nft …`), for
@@ -192,7 +210,7 @@ impl NftBackend {
                         .map(|v| parse_listing(&self.table, &v).1)
                         .unwrap_or_default(),
                 };
-                render_full(&self.table, desired, &existing)
+                render_full(&self.table, &self.keep, desired, &existing)
             }
         };
         tracing::trace!(table = %self.table, %script, "nft transaction");
@@ -398,7 +416,7 @@ fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, fresh: 
 }
 
 /// Base chains, maps and dispatch rules (after `flush table`).
-fn render_skeleton(out: &mut String, t: &str) {
+fn render_skeleton(out: &mut String, t: &str, keep: &[IpNet]) {
     let _ = writeln!(
         out,
         "add table inet {t}
@@ -414,11 +432,28 @@ flush map inet {t} service-ips6
 add rule inet {t} nat-prerouting jump services
 add rule inet {t} nat-output jump services
 add rule inet {t} nat-postrouting meta mark and {m:#x} == 0 return
-add rule inet {t} nat-postrouting meta mark set meta mark xor {m:#x}
-add rule inet {t} nat-postrouting masquerade fully-random
-add rule inet {t} services ip daddr . meta l4proto . th dport vmap @service-ips
-add rule inet {t} services ip6 daddr . meta l4proto . th dport vmap @service-ips6",
+add rule inet {t} nat-postrouting meta mark set meta mark xor {m:#x}",
         m = MASQ_MARK
+    );
+    for (family, v4) in [("ip", true), ("ip6", false)] {
+        let cidrs: Vec<String> = keep
+            .iter()
+            .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+            .map(|n| n.trunc().to_string())
+            .collect();
+        if !cidrs.is_empty() {
+            let _ = writeln!(
+                out,
+                "add rule inet {t} nat-postrouting {family} saddr {{ {} }} return",
+                cidrs.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "add rule inet {t} nat-postrouting masquerade fully-random
+add rule inet {t} services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule inet {t} services ip6 daddr . meta l4proto . th dport vmap @service-ips6"
     );
 }
 
@@ -443,11 +478,17 @@ fn render_elements(out: &mut String, t: &str, desired: &DesiredState) {
     }
 }
 
-/// The whole table as one `nft -f` transaction; `existing` are the chains and sets
-/// the table holds now (those not wanted any more are deleted).
-pub fn render_full(t: &str, desired: &DesiredState, existing: &TableObjects) -> String {
+/// The whole table as one `nft -f` transaction; `keep` are the sources not masqueraded,
+/// `existing` the chains and sets the table holds now (those not wanted any more are
+/// deleted).
+pub fn render_full(
+    t: &str,
+    keep: &[IpNet],
+    desired: &DesiredState,
+    existing: &TableObjects,
+) -> String {
     let mut out = String::with_capacity(desired.services.len() * 1024 + 2048);
-    render_skeleton(&mut out, t);
+    render_skeleton(&mut out, t, keep);
     for (k, vs) in &desired.services {
         render_vs(&mut out, t, k, vs, true);
     }

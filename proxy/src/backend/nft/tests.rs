@@ -40,7 +40,7 @@ async fn golden_full_ruleset() {
         chains: ["services".to_string(), "svc-old".to_string()].into(),
         sets: ["service-ips".to_string(), "aff-old".to_string()].into(),
     };
-    let text = scrub(&render_full("causeway", &d, &stale), &d);
+    let text = scrub(&render_full("causeway", &[], &d, &stale), &d);
     let expected = include_str!("golden_full.nft");
     if text != expected {
         std::fs::write(
@@ -115,4 +115,31 @@ fn listing_round_trips_through_comments() {
             assert_eq!(state.services[k].reals[r].stats.conns, u64::from(rules));
         }
     }
+}
+
+#[test]
+fn local_pods_keep_their_source_address() {
+    let d = desired(CLUSTER_B);
+    let keep: Vec<IpNet> = ["10.128.0.0/14", "fd00:128::/48", "10.132.0.1/16"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let text = render_full("causeway", &keep, &d, &TableObjects::default());
+    let postrouting: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("add rule inet causeway nat-postrouting"))
+        .collect();
+    assert_eq!(
+        postrouting,
+        [
+            "add rule inet causeway nat-postrouting meta mark and 0x8000 == 0 return",
+            "add rule inet causeway nat-postrouting meta mark set meta mark xor 0x8000",
+            "add rule inet causeway nat-postrouting ip saddr { 10.128.0.0/14, 10.132.0.0/16 } return",
+            "add rule inet causeway nat-postrouting ip6 saddr { fd00:128::/48 } return",
+            "add rule inet causeway nat-postrouting masquerade fully-random",
+        ]
+    );
+    // Without local CIDRs everything we DNAT is masqueraded, as before.
+    let text = render_full("causeway", &[], &d, &TableObjects::default());
+    assert!(!text.contains("saddr {"), "{text}");
 }
