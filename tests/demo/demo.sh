@@ -10,14 +10,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
+. "$here/common.sh"
 
-if [ -n "${CAUSEWAY_BIN_DIR:-}" ]; then
-  bin=$CAUSEWAY_BIN_DIR   # binaries already built (the end-to-end test sets this)
-else
-  echo "==> building causeway-dns and the test API server"
-  cargo build -q -p causeway-dns -p causeway-tests --bin causeway-dns --bin causeway-test-apiserver
-  bin=$root/target/debug
-fi
+use_binaries causeway-dns causeway-test-apiserver
 
 work=$(mktemp -d /tmp/causeway-demo.XXXXXX)
 pids=()
@@ -44,15 +39,7 @@ done
 
 cat >"$work/config.yaml" <<YAML
 cluster: a
-clusters:
-  - name: a
-    podCIDRs: ["10.128.0.0/14"]
-    serviceCIDRs: ["172.30.0.0/16"]
-    source: { kubeconfig: a.kubeconfig }
-  - name: b
-    podCIDRs: ["10.132.0.0/14"]
-    serviceCIDRs: ["172.31.0.0/16"]
-    source: { kubeconfig: b.kubeconfig }
+$(clusters_config)
 dns:
   listen: ["127.0.0.1:$dns_port"]
   metricsListen: "127.0.0.1:$metrics_port"
