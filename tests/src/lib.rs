@@ -3,6 +3,8 @@
 //! - [`apiserver`]: a test Kubernetes API server speaking the real protocol over TCP, with
 //!   fault injection, for running `kube` clients and the binaries against fake clusters.
 //! - [`wait`]: bounded polling for tests.
+//! - [`demo`]: running the demo scripts from end-to-end tests.
 
 pub mod apiserver;
+pub mod demo;
 pub mod wait;

@@ -1,61 +1,18 @@
 //! The README's demo, run as an end-to-end test: real binaries, two test API servers,
 //! answers checked.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+
+use causeway_tests::demo::{lines_after, run_script};
 
 #[test]
 fn demo_resolves_both_clusters_and_follows_changes() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    // Test binaries live in target/<profile>/deps; the workspace's binaries one level up.
-    let bin_dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    for b in ["causeway-dns", "causeway-test-apiserver"] {
-        assert!(
-            bin_dir.join(b).exists(),
-            "{b} is not built in {} (run cargo test --workspace)",
-            bin_dir.display()
-        );
-    }
-    let mut child = Command::new("bash")
-        .arg(root.join("tests/demo/demo.sh"))
-        .env("CAUSEWAY_BIN_DIR", &bin_dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the demo did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_script(
+        "demo.sh",
+        &["causeway-dns", "causeway-test-apiserver"],
+        Duration::from_secs(120),
     );
-    assert!(out.status.success(), "demo failed:\n{text}");
-    let after = |marker: &str| -> String {
-        let i = text
-            .find(marker)
-            .unwrap_or_else(|| panic!("no {marker:?} in:\n{text}"));
-        text[i + marker.len()..]
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let after = |marker: &str| lines_after(&text, marker).join("\n");
     assert_eq!(after("dig +short A web.demo.svc.cluster.a"), "172.30.0.80");
     assert_eq!(after("dig +short A web.demo.svc.cluster.b"), "172.31.0.80");
     let all = after("dig +short A web.demo.svc.cluster.all");
