@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
-  iproute2 nftables conntrack dnsutils iputils-ping netcat-openbsd procps psmisc
+  iproute2 nftables conntrack dnsutils iputils-ping netcat-openbsd procps psmisc curl python3
   wireguard-tools wireguard-go iperf3
   openvswitch-switch
   ipvsadm nsd dnsperf
