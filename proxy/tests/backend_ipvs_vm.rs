@@ -2,69 +2,28 @@
 //! same battery as the nftables backend (`conformance`), and our `/ipvs` rendering
 //! compared line for line with `ipvsadm -Ln` in the same kernel.
 //!
-//! This host has no IPVS, so on the host the test boots Debian's stock kernel with
-//! `shared/lab/kernel-vm.sh` (as `ipvs_kernel.rs` does) and runs this binary inside with
-//! `CAUSEWAY_KERNEL_VM=1`; it passes only if the guest run passed and printed this run's
-//! nonce.
+//! This host has no IPVS, so on the host the test runs itself inside Debian's stock
+//! kernel with [`causeway_tests::kernel_vm::run`]; it passes only if the guest run passed
+//! and reported this run's nonce.
 
 mod conformance;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use causeway_proxy::backend::Backend;
 use causeway_proxy::backend::ipvs::IpvsBackend;
+use causeway_tests::kernel_vm;
 
 const TEST_NAME: &str = "ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm";
 
 #[test]
 fn ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm() {
-    if std::env::var("CAUSEWAY_KERNEL_VM").as_deref() == Ok("1") {
+    if kernel_vm::inside() {
         in_vm();
-        println!(
-            "CAUSEWAY_KERNEL_VM_OK {}",
-            std::env::var("CAUSEWAY_KERNEL_VM_NONCE").unwrap_or_default()
-        );
-        return;
+        kernel_vm::report_ok();
+    } else {
+        kernel_vm::run(TEST_NAME, 300, &[]);
     }
-    let script = std::env::var_os("CAUSEWAY_KERNEL_VM_SCRIPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/lab/kernel-vm.sh")
-        });
-    assert!(
-        script.is_file(),
-        "kernel VM script {} not found (set CAUSEWAY_KERNEL_VM_SCRIPT)",
-        script.display()
-    );
-    let exe = std::env::current_exe().unwrap();
-    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
-    let nonce = nonce.replace([' ', '{', '}', ':', ','], "");
-    let out = Command::new(&script)
-        .args(["run", "-q", "-t", "300", "-s"])
-        .arg(exe.parent().unwrap())
-        .args(["-e", "CAUSEWAY_KERNEL_VM=1", "-e"])
-        .arg(format!("CAUSEWAY_KERNEL_VM_NONCE={nonce}"))
-        .arg("--")
-        .arg(&exe)
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!(
-        "--- kernel VM ---\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the IPVS backend tests failed inside the kernel VM ({})",
-        out.status
-    );
-    let marker = format!("CAUSEWAY_KERNEL_VM_OK {nonce}");
-    assert!(
-        stdout.lines().any(|l| l.trim().ends_with(&marker)),
-        "the VM run did not report success"
-    );
 }
 
 fn backend() -> IpvsBackend {

@@ -3,109 +3,33 @@
 //!
 //! This host's kernel (and CI's) has no IPVS, so the one test here runs in two modes:
 //!
-//! - **on the host** (no `CAUSEWAY_KERNEL_VM=1`): it boots Debian's stock kernel with
-//!   `shared/lab/kernel-vm.sh` (QEMU, ~10 s under TCG here), shares the directory of
-//!   this very test binary over 9p and runs the binary inside with
-//!   `CAUSEWAY_KERNEL_VM=1`. It passes only if the guest run exits 0 *and* printed the
-//!   nonce this run handed it (so a stale log or another run's status cannot pass it).
-//!   It builds nothing: the binary it runs is itself, already built by `cargo test`.
+//! - **on the host**: it runs itself inside Debian's stock kernel with
+//!   [`causeway_tests::kernel_vm::run`] (QEMU, ~10 s under TCG here), which passes only
+//!   if the guest run exits 0 *and* reports the nonce this run handed it.
 //! - **in the VM** (`CAUSEWAY_KERNEL_VM=1`): it runs the scenarios below, in order,
 //!   against the kernel's IPVS. Missing IPVS there is a failure, not a skip.
 //!
-//! `CAUSEWAY_KERNEL_VM_SCRIPT` overrides the path of kernel-vm.sh (default: the lab
-//! copy next to the repository). Test addresses: RFC 5737 / RFC 3849 ranges.
+//! Test addresses: RFC 5737 / RFC 3849 ranges.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use causeway_proxy::ipvs::{
     Error, Forward, IpvsClient, Protocol, RealServer, ServiceEntry, VirtualService,
 };
+use causeway_tests::kernel_vm;
 
 const TEST_NAME: &str = "ipvs_client_against_a_real_kernel";
 
-/// Everything this file reads from the environment.
-struct Env {
-    in_vm: bool,
-    nonce: Option<String>,
-    script: PathBuf,
-}
-
-impl Env {
-    fn read() -> Self {
-        Self {
-            in_vm: std::env::var("CAUSEWAY_KERNEL_VM").as_deref() == Ok("1"),
-            nonce: std::env::var("CAUSEWAY_KERNEL_VM_NONCE").ok(),
-            script: std::env::var_os("CAUSEWAY_KERNEL_VM_SCRIPT")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/lab/kernel-vm.sh")
-                }),
-        }
-    }
-}
-
 #[test]
 fn ipvs_client_against_a_real_kernel() {
-    let env = Env::read();
-    if env.in_vm {
+    if kernel_vm::inside() {
         in_vm::run_all();
-        // the launcher looks for this exact line
-        println!(
-            "CAUSEWAY_KERNEL_VM_OK {}",
-            env.nonce.as_deref().unwrap_or("-")
-        );
+        kernel_vm::report_ok();
     } else {
-        launch(&env);
+        kernel_vm::run(TEST_NAME, 300, &[]);
     }
-}
-
-/// Host side: run this binary inside the kernel VM.
-fn launch(env: &Env) {
-    assert!(
-        env.script.is_file(),
-        "kernel VM script {} not found; set CAUSEWAY_KERNEL_VM_SCRIPT (the IPVS kernel tests need it)",
-        env.script.display()
-    );
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().expect("test binary has a directory");
-    let nonce = format!("{}-{}", std::process::id(), nanos_now());
-    let started = Instant::now();
-    let out = Command::new(&env.script)
-        .args(["run", "-q", "-t", "300", "-s"])
-        .arg(dir)
-        .args(["-e", "CAUSEWAY_KERNEL_VM=1", "-e"])
-        .arg(format!("CAUSEWAY_KERNEL_VM_NONCE={nonce}"))
-        .arg("--")
-        .arg(&exe)
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", env.script.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- kernel VM stdout ---\n{stdout}\n--- kernel VM stderr ---\n{stderr}");
-    println!(
-        "kernel VM run took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        out.status.success(),
-        "the IPVS tests failed inside the kernel VM ({})",
-        out.status
-    );
-    let marker = format!("CAUSEWAY_KERNEL_VM_OK {nonce}");
-    assert!(
-        stdout.lines().any(|l| l.trim() == marker),
-        "the VM run did not report success ({marker})"
-    );
-}
-
-fn nanos_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 mod in_vm {

@@ -4,7 +4,9 @@
 //!   fault injection, for running `kube` clients and the binaries against fake clusters.
 //! - [`wait`]: bounded polling for tests.
 //! - [`demo`]: running the demo scripts from end-to-end tests.
+//! - [`kernel_vm`]: running one test inside Debian's stock kernel under QEMU.
 
 pub mod apiserver;
 pub mod demo;
+pub mod kernel_vm;
 pub mod wait;

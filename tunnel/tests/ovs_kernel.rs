@@ -17,12 +17,11 @@
 mod common;
 mod ovs_kit;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use causeway_tests::kernel_vm;
 use causeway_tunnel::steering::flows::steering_flows;
 use causeway_tunnel::steering::{OvsCli, Steering};
 use common::ping;
@@ -32,35 +31,12 @@ const TEST: &str = "kernel_datapath_steering";
 
 #[test]
 fn kernel_datapath_steering() -> Result<()> {
-    if std::env::var("CAUSEWAY_KERNEL_VM").as_deref() == Ok("1") {
-        return inside_vm();
+    if kernel_vm::inside() {
+        inside_vm()?;
+        kernel_vm::report_ok();
+    } else {
+        kernel_vm::run(TEST, 600, &[("KVM_OVS", "1")]);
     }
-    let script = std::env::var_os("CAUSEWAY_KERNEL_VM_SCRIPT").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/lab/kernel-vm.sh"),
-        PathBuf::from,
-    );
-    ensure!(
-        script.exists(),
-        "kernel-vm.sh not found at {}",
-        script.display()
-    );
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("test binary directory")?;
-    let status = Command::new("timeout")
-        .arg("900")
-        .arg(&script)
-        .args(["run", "-q", "-t", "600", "-s"])
-        .arg(dir)
-        .args(["-e", "CAUSEWAY_KERNEL_VM=1", "-e", "RUST_BACKTRACE=1", "--"])
-        .arg(&exe)
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env("KVM_OVS", "1")
-        .status()
-        .context("run kernel-vm.sh")?;
-    ensure!(
-        status.success(),
-        "kernel datapath test inside the VM failed: {status}"
-    );
     Ok(())
 }
 
