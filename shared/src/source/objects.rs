@@ -131,18 +131,7 @@ impl ObjectCache {
             next.insert(key, objects);
         }
         self.pieces = next;
-        let mut data = ClusterData::default();
-        let mut summary = ParseSummary::default();
-        for object in parsed.iter().flat_map(|p| p.iter()) {
-            match object {
-                Parsed::Service(o) => data.upsert_service(o.clone()),
-                Parsed::Slice(o) => data.upsert_slice(o.clone()),
-                Parsed::Node(o) => data.upsert_node(o.clone()),
-                Parsed::TunnelEndpoint(o) => data.upsert_tunnel_endpoint(o.clone()),
-                Parsed::Ignored => summary.ignored += 1,
-            }
-        }
-        Ok((data, summary))
+        Ok(collect(parsed.iter().flat_map(|p| p.iter().cloned())))
     }
 }
 
@@ -180,9 +169,14 @@ fn parse_whole(text: &str) -> Result<(ClusterData, ParseSummary), ObjectsError> 
     for (d, doc) in docs.into_iter().enumerate() {
         read_document(d + 1, doc, &mut out)?;
     }
+    Ok(collect(out))
+}
+
+/// Cluster data from objects in text order (a later object with the same name wins).
+fn collect(objects: impl IntoIterator<Item = Parsed>) -> (ClusterData, ParseSummary) {
     let mut data = ClusterData::default();
     let mut summary = ParseSummary::default();
-    for object in out {
+    for object in objects {
         match object {
             Parsed::Service(o) => data.upsert_service(o),
             Parsed::Slice(o) => data.upsert_slice(o),
@@ -191,7 +185,7 @@ fn parse_whole(text: &str) -> Result<(ClusterData, ParseSummary), ObjectsError> 
             Parsed::Ignored => summary.ignored += 1,
         }
     }
-    Ok((data, summary))
+    (data, summary)
 }
 
 /// Reads one YAML document: an object, or a `List` of objects.
