@@ -227,9 +227,18 @@ UDP  192.0.2.10:53 rr
     );
 }
 
-#[test]
-fn endpoint_removal_drains_without_resetting_an_open_connection() {
-    let lab = Lab::new("drain", 2);
+/// A lab with two backends serving cluster b's service and the proxy started on it, once
+/// both real servers show; also returns that `/ipvs` listing.
+fn two_backends(
+    tag: &str,
+) -> (
+    Lab,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    ProxyProcess,
+    String,
+) {
+    let lab = Lab::new(tag, 2);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     write_cluster_b(
@@ -240,7 +249,13 @@ fn endpoint_removal_drains_without_resetting_an_open_connection() {
         ]),
     );
     let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
-    wait_reals(&lab, &proxy, 2);
+    let listing = wait_reals(&lab, &proxy, 2);
+    (lab, dir, config, proxy, listing)
+}
+
+#[test]
+fn endpoint_removal_drains_without_resetting_an_open_connection() {
+    let (lab, dir, _config, _proxy, _) = two_backends("drain");
 
     let mut conn = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
     let first = ask(&mut conn).unwrap();
@@ -288,18 +303,7 @@ fn endpoint_removal_drains_without_resetting_an_open_connection() {
 
 #[test]
 fn restart_adopts_the_rules_and_keeps_an_open_connection() {
-    let lab = Lab::new("restart", 2);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    write_cluster_b(
-        dir.path(),
-        Some(&[
-            ("198.51.100.11", true, false),
-            ("198.51.100.12", true, false),
-        ]),
-    );
-    let mut proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
-    let before = wait_reals(&lab, &proxy, 2);
+    let (lab, dir, config, mut proxy, before) = two_backends("restart");
     let mut conn = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
     let first = ask(&mut conn).unwrap();
 
