@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_proxy::backend::nft::{TableObjects, render_full, render_partial};
+use causeway_proxy::backend::nft::{Layout, Tables, ops, render_full, render_partial};
+use causeway_proxy::nfnl::Batch;
 use causeway_proxy::plan::{PlanSettings, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus};
 use causeway_shared::source::parse_objects;
@@ -93,22 +94,36 @@ fn part1(services: usize) {
             .collect(),
     );
     let desired = plans.pop().unwrap();
-    let mut len = 0;
+    let layout = Layout::new("causeway", 16);
+    let mut full = vec![];
     let t_render = median(
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                len = render_full("causeway", &[], &desired, &TableObjects::default()).len();
+                full = render_full(&layout, &[], &desired, &Tables::new());
                 t.elapsed()
             })
             .collect(),
     );
+    let mut bytes = 0;
+    let t_encode = median(
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let mut batch = Batch::new(1, full.len() * 320);
+                ops::encode(&full, &mut batch);
+                bytes = batch.finish().bytes().len();
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let text = ops::script(&full).len();
     let mut changed = desired.clone();
     let vs = changed.services.values_mut().next().unwrap();
     let first = *vs.reals.keys().next().unwrap();
     vs.reals.remove(&first);
     let t = Instant::now();
-    let partial = render_partial("causeway", &desired, &changed);
+    let partial = render_partial(&layout, &desired, &changed);
     let t_partial = t.elapsed();
     println!(
         "plan (median of 5):           {:>8.1} ms  ({} virtual services)",
@@ -116,14 +131,20 @@ fn part1(services: usize) {
         desired.services.len()
     );
     println!(
-        "render full (median of 5):    {:>8.1} ms  ({:.1} MB of nft text)",
+        "render full (median of 5):    {:>8.1} ms  ({} operations; {:.1} MB as nft text)",
         ms(t_render),
-        len as f64 / 1e6
+        full.len(),
+        text as f64 / 1e6
     );
     println!(
-        "render one endpoint change:   {:>8.3} ms  ({} commands)",
+        "encode full as netlink:       {:>8.1} ms  ({:.1} MB)",
+        ms(t_encode),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "render one endpoint change:   {:>8.3} ms  ({} operations)",
         ms(t_partial),
-        partial.lines().count()
+        partial.len()
     );
 }
 
@@ -244,9 +265,9 @@ impl Drop for Ns {
     }
 }
 
-fn part2(services: usize) {
+fn part2(services: usize, writer: &str) {
     println!(
-        "\n== causeway-proxy in a namespace, {services} services / {} endpoints, 3 remote clusters (file sources)",
+        "\n== causeway-proxy in a namespace, {services} services / {} endpoints, 3 remote clusters (file sources), nftWriter: {writer}",
         services * ENDPOINTS_PER_SERVICE
     );
     let dir = tempfile::tempdir().unwrap();
@@ -272,7 +293,10 @@ fn part2(services: usize) {
     for k in 1..=3 {
         let _ = write!(config, "- name: c{k}\n  source: {{file: c{k}.yaml}}\n");
     }
-    config.push_str("proxy:\n  interface: br0\n  backend: nftables\n  metricsListen: 127.0.0.1:9154\n  minSyncInterval: 10ms\n");
+    let _ = write!(
+        config,
+        "proxy:\n  interface: br0\n  backend: nftables\n  nftWriter: {writer}\n  metricsListen: 127.0.0.1:9154\n  minSyncInterval: 10ms\n"
+    );
     let cfg = dir.path().join("causeway.yaml");
     std::fs::write(&cfg, config).unwrap();
     let ns = Ns(format!("cwp-{}-bench", std::process::id()));
@@ -321,9 +345,7 @@ fn part2(services: usize) {
         let (cpu2, hwm) = proc_stats(pid);
         let latency = programming_latency(&ns.0);
         let chains = Command::new("ip")
-            .args([
-                "netns", "exec", &ns.0, "nft", "list", "table", "inet", "causeway",
-            ])
+            .args(["netns", "exec", &ns.0, "nft", "list", "ruleset"])
             .output()
             .unwrap();
         let chains = String::from_utf8_lossy(&chains.stdout)
@@ -353,7 +375,10 @@ fn part2(services: usize) {
     }));
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::copy(&log, std::env::temp_dir().join("causeway-proxy-bench.log"));
+    let _ = std::fs::copy(
+        &log,
+        std::env::temp_dir().join(format!("causeway-proxy-bench-{writer}.log")),
+    );
     if let Err(e) = r {
         eprintln!(
             "proxy log:\n{}",
@@ -395,7 +420,12 @@ fn main() {
         .desired;
         std::fs::write(
             &args[i + 2],
-            render_full("causeway", &[], &d, &TableObjects::default()),
+            ops::script(&render_full(
+                &Layout::new("causeway", 16),
+                &[],
+                &d,
+                &Tables::new(),
+            )),
         )
         .unwrap();
         return;
@@ -406,7 +436,8 @@ fn main() {
     if only_plan {
         return;
     }
-    part2(10_000);
+    part2(10_000, "netlink");
+    part2(10_000, "nft");
     println!(
         "\nPublished kube-proxy figures (see proxy/README.md for sources):
   iptables mode, time to add one rule: 5,000 services 11 min, 20,000 services 5 h;

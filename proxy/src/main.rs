@@ -8,12 +8,12 @@ use arc_swap::ArcSwap;
 use causeway_proxy::aliases::Aliases;
 use causeway_proxy::backend::Backend;
 use causeway_proxy::backend::ipvs::{IpvsBackend, IpvsBackendError};
-use causeway_proxy::backend::nft::NftBackend;
+use causeway_proxy::backend::nft::{NftBackend, Writer};
 use causeway_proxy::debug::{self, DebugState};
 use causeway_proxy::metrics::ProxyMetrics;
 use causeway_proxy::plan::{DesiredState, PlanSettings};
 use causeway_proxy::sync::{Owner, Syncer};
-use causeway_shared::config::{Config, ProxyBackend};
+use causeway_shared::config::{Config, NftWriter, ProxyBackend};
 use causeway_shared::model::ObjectKind;
 use causeway_shared::process::{CommonArgs, Process};
 use causeway_shared::sync_runner::SyncTiming;
@@ -51,6 +51,11 @@ fn choose_backend(config: &Config, owner: &Owner) -> anyhow::Result<Box<dyn Back
     let nft = || {
         Box::new(
             NftBackend::new(config.proxy.nft_table.clone())
+                .shards(config.proxy.nft_shards)
+                .writer(match config.proxy.nft_writer {
+                    NftWriter::Netlink => Writer::Netlink,
+                    NftWriter::Nft => Writer::Nft,
+                })
                 .keep_sources(config.local().pod_cidrs.clone()),
         ) as Box<dyn Backend>
     };

@@ -59,6 +59,23 @@ pub fn vs_hash(key: &VsKey) -> String {
     short_hash(&[key.proto.as_lower(), &key.addr.to_string()])
 }
 
+/// Which of `shards` tables holds a virtual service: FNV-1a of protocol number, address
+/// octets and port (big endian). Stable, like the names, and cheap (no formatting).
+pub fn shard_of(key: &VsKey, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    eat(key.proto.number());
+    match key.addr.ip() {
+        std::net::IpAddr::V4(a) => a.octets().into_iter().for_each(&mut eat),
+        std::net::IpAddr::V6(a) => a.octets().into_iter().for_each(&mut eat),
+    }
+    key.addr.port().to_be_bytes().into_iter().for_each(&mut eat);
+    (h % shards.max(1) as u64) as usize
+}
+
 /// Chain of one virtual service: `svc-HASH-cluster/ns/name/proto/port`.
 pub fn service_chain(key: &VsKey, origin: &Origin) -> String {
     let tail = format!(
@@ -128,6 +145,19 @@ mod tests {
         ] {
             assert!(is_valid(&n), "{n}");
         }
+    }
+
+    #[test]
+    fn shards_spread_services_and_stay_put() {
+        let mut counts = [0usize; 4];
+        for i in 0..400u32 {
+            let k = key(&format!("10.0.{}.{}:80", i / 256, i % 256));
+            let s = shard_of(&k, 4);
+            assert_eq!(s, shard_of(&k, 4));
+            counts[s] += 1;
+        }
+        assert!(counts.iter().all(|c| (60..140).contains(c)), "{counts:?}");
+        assert_eq!(shard_of(&key("192.0.2.10:80"), 1), 0);
     }
 
     #[test]

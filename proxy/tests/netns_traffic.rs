@@ -309,7 +309,7 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
 
     // A crash: rules and aliases stay, traffic keeps flowing.
     proxy.kill();
-    let table = lab.sh("nft list table inet causeway");
+    let table = lab.sh("nft list ruleset");
     assert!(table.contains("chain svc-"), "{table}");
     assert_eq!(ask(&mut conn).unwrap(), first);
     let mut c = lab

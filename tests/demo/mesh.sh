@@ -167,8 +167,9 @@ done
 peer_of() { x "${NODE[$1]}" curl -fs --max-time 1 http://127.0.0.1:9155/status | grep -q "\"node\": *\"$2-node-1\""; }
 wait_until "cluster a's tunnel to peer with b-node-1" 300 peer_of a b
 wait_until "cluster b's tunnel to peer with a-node-1" 300 peer_of b a
-# The proxies have programmed the other cluster's Service once its ClusterIP is in their map.
-has_service() { x "${NODE[$1]}" nft list map inet causeway service-ips | grep -q "$2 . tcp . 80"; }
+# The proxies have programmed the other cluster's Service once its ClusterIP is in one of
+# their service maps.
+has_service() { x "${NODE[$1]}" nft list ruleset | grep -q "$2 . tcp . 80 : goto"; }
 wait_until "cluster a's proxy to program 172.31.0.80" 300 has_service a 172.31.0.80
 wait_until "cluster b's proxy to program 172.30.0.80" 300 has_service b 172.30.0.80
 echo "==> all six binaries ready; the tunnels found each other through their TunnelEndpoints"
@@ -196,8 +197,7 @@ echo "==> a pod of cluster a resolves cluster b's service through glibc and fetc
 show "$P-a-cli" getent hosts web.demo.svc.cluster.b
 fetch "$P-a-cli" http://web.demo.svc.cluster.b/
 fetch "$P-a-cli" http://web.demo.svc.cluster.b/
-printf '\n[%s]$ nft list map inet causeway service-ips\n' "${NODE[a]}"
-x "${NODE[a]}" nft list map inet causeway service-ips | grep -E '^\s+elements|:' | sed 's/^\s*//'
+show "${NODE[a]}" curl -s http://127.0.0.1:9154/ipvs
 printf '\n[%s]$ ip route show proto 147\n' "${NODE[a]}"
 x "${NODE[a]}" ip route show proto 147
 

@@ -1,41 +1,51 @@
-//! The nftables backend: one table of our own, kube-proxy-nftables style.
+//! The nftables backend: tables of our own, kube-proxy-nftables style.
 //!
 //! ```text
-//! table inet <proxy.nftTable, default "causeway">
+//! table inet <t>         (proxy.nftTable, default "causeway")
+//!   chain nat-postrouting { type nat hook postrouting priority srcnat; masquerade what we
+//!                           DNATed, except what comes from the local cluster's pods }
+//! table inet <t>-<i>     (one per shard, i = 0 … shards-1; a service lives in shard
+//!                         hash(proto, VIP, port) mod shards)
 //!   map service-ips  { ipv4_addr . inet_proto . inet_service : verdict }   VIP.proto.port → goto svc chain
 //!   map service-ips6 { ipv6_addr . inet_proto . inet_service : verdict }
 //!   chain nat-prerouting  { type nat hook prerouting priority dstnat; jump services }
 //!   chain nat-output      { type nat hook output priority -100; jump services }
-//!   chain nat-postrouting { type nat hook postrouting priority srcnat; masquerade what we DNATed,
-//!                           except what comes from the local cluster's pods }
 //!   chain services        { ip daddr . meta l4proto . th dport vmap @service-ips; ip6 … @service-ips6 }
-//!   chain svc-HASH-…      { counter comment "cw:svc …";
+//!   chain svc-HASH-…      { counter meta mark set meta mark or 0x8000 comment "cw:svc …";
 //!                           [ip saddr @aff-… <DNAT to that real>, …]        (affinity: one per real)
 //!                           numgen inc mod N-i == 0 <DNAT to slot i's real>, …, <DNAT to the last slot's real>
 //!                           [counter comment "cw:ep … w=0 …", …] }           (draining reals, never reached)
-//!   <DNAT to real>        = counter meta mark set meta mark or 0x8000 [update @aff-… { ip saddr }]
-//!                           meta l4proto tcp dnat ip to A:P comment "cw:ep vs=… w=… to=A:P"
+//!   <DNAT to real>        = counter [update @aff-… { ip saddr }] meta l4proto tcp dnat ip to A:P
+//!                           comment "cw:ep vs=… w=… to=A:P"
 //!   set aff-HASH-…        { ipv4_addr; flags dynamic,timeout; timeout <affinity>s }   (sessionAffinity: ClientIP only)
 //! ```
 //!
 //! This is kube-proxy's nftables layout with the per-endpoint chains folded into the
-//! service chain: each DNAT rule is what kube-proxy's endpoint chain holds. Every `nft`
-//! transaction first dumps the table's chains, which costs the kernel time growing with
-//! the square of their number (0.57 s per transaction at 10,000 services × 5 endpoints
-//! = 60,000 chains, 14 ms at 10,000 chains); folding keeps one chain per service.
+//! service chain (each DNAT rule is what kube-proxy's endpoint chain holds), spread over
+//! several tables. Both serve one cost of the kernel: a transaction that adds a rule
+//! with a DNAT, a jump or a goto makes the kernel re-validate every chain reachable from
+//! the base chains **of that table** (twice here: prerouting and output). One table of
+//! 10,000 services costs ~45 ms per transaction for that alone; sixteen tables cost a
+//! sixteenth of it, and a new connection pays one hash lookup per shard in the nat hook
+//! (the nat hook stops at the first chain that translates).
 //!
 //! Weight-0 (draining) real servers get no slot rule (nor affinity rule), so they get no
 //! new connections; established ones keep flowing through their conntrack NAT binding,
 //! which no rule change touches.
 //!
-//! A full apply is one `nft -f` transaction: `flush table` (rules only: chains, sets and
-//! the affinity sets' elements stay), flush the two maps, rebuild every rule and
-//! element, delete chains and sets no longer wanted. A partial apply rewrites only the
-//! virtual services that changed. Chain and rule comments (`cw:svc`, `cw:ep`) carry
-//! what [`NftBackend::read`] needs to rebuild the state after a restart.
+//! A full apply is one transaction: `flush table` on each of our tables (rules only:
+//! chains, sets and the affinity sets' elements stay), flush the maps, rebuild every rule
+//! and element, delete chains, sets and tables no longer wanted. A partial apply rewrites
+//! only the virtual services that changed. Chain and rule comments (`cw:svc`, `cw:ep`)
+//! carry what [`NftBackend::read`] needs to rebuild the state after a restart.
+//!
+//! Transactions go to the kernel as netlink messages ([`crate::nfnl`]) encoded from
+//! [`ops::Op`]s, the same operations [`ops::script`] renders as `nft -f` text (used by
+//! the tests, the logs and [`Writer::Nft`]). Reading back uses `nft -j list ruleset`.
+
+pub mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,10 +58,15 @@ use super::{
     ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
 };
 use crate::names;
+use crate::nfnl::{Batch, NfSocket, NfnlError};
 use crate::plan::{DesiredState, Origin, VirtualServer, VsKey};
+use ops::{Hook, Op, Stmt};
 
 /// Mark bit set on connections we DNAT, masqueraded (and cleared) in nat-postrouting.
 pub const MASQ_MARK: u32 = 0x8000;
+
+/// Service tables unless configured otherwise.
+pub const DEFAULT_SHARDS: usize = 16;
 
 /// Why the nftables backend failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,48 +88,127 @@ pub enum NftError {
     /// `nft -j` printed something that is not the JSON we expect.
     #[error("cannot parse the nft listing of table {table}: {reason}")]
     Parse { table: String, reason: String },
+    /// The kernel refused an operation of the transaction (all of it was undone).
+    #[error("nf_tables refused `{op}`: {source}")]
+    Refused {
+        op: String,
+        #[source]
+        source: NfnlError,
+    },
+    /// The netlink socket failed, or the kernel refused the transaction as a whole.
+    #[error("nf_tables transaction of {operations} operations failed")]
+    Netlink {
+        operations: usize,
+        #[source]
+        source: NfnlError,
+    },
 }
 
-/// Chains and sets present in our table.
+/// Chains and sets present in one of our tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableObjects {
     pub chains: BTreeSet<String>,
     pub sets: BTreeSet<String>,
 }
 
-/// Base chains, maps and the dispatch chain: always present, never deleted.
-const FIXED_CHAINS: &[&str] = &[
-    "nat-prerouting",
-    "nat-output",
-    "nat-postrouting",
-    "services",
-];
-const FIXED_SETS: &[&str] = &["service-ips", "service-ips6"];
+/// Our tables and what each holds.
+pub type Tables = BTreeMap<String, TableObjects>;
+
+/// Chains and maps of a service table: always present, never deleted.
+const SHARD_CHAINS: &[&str] = &["nat-prerouting", "nat-output", "services"];
+const SHARD_MAPS: &[&str] = &["service-ips", "service-ips6"];
+/// The one chain of the base table.
+const BASE_CHAIN: &str = "nat-postrouting";
+
+/// How transactions reach the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// nf_tables netlink messages, written by us (the default).
+    Netlink,
+    /// `nft -f -` with the same operations as text.
+    Nft,
+}
+
+/// The table names of one layout: a base table and `shards` service tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub base: String,
+    pub shards: usize,
+}
+
+impl Layout {
+    pub fn new(base: impl Into<String>, shards: usize) -> Self {
+        Layout {
+            base: base.into(),
+            shards: shards.max(1),
+        }
+    }
+
+    /// Name of service table `i`.
+    pub fn shard(&self, i: usize) -> String {
+        format!("{}-{i}", self.base)
+    }
+
+    /// The service table holding `key`.
+    pub fn table_of(&self, key: &VsKey) -> String {
+        self.shard(names::shard_of(key, self.shards))
+    }
+
+    /// Whether `table` is one of ours: the base table or `<base>-<number>` (any
+    /// number: tables of a larger shard count are ours to delete).
+    pub fn owns(&self, table: &str) -> bool {
+        table == self.base
+            || table
+                .strip_prefix(&self.base)
+                .and_then(|t| t.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
 
 /// The nftables backend.
 pub struct NftBackend {
-    table: String,
+    layout: Layout,
+    writer: Writer,
     program: PathBuf,
     /// Arguments before nft's own (e.g. `netns exec NAME nft` when `program` is `ip`).
     prefix: Vec<String>,
+    /// The network namespace to work in (by name), when not our own.
+    netns: Option<String>,
+    socket: Option<NfSocket>,
     /// Sources that keep their address (the local cluster's pod CIDRs), see
     /// [`NftBackend::keep_sources`].
     keep: Vec<IpNet>,
-    /// Our chains and sets as of the last successful apply; `None` after a failure
-    /// (the next full apply lists the table first).
-    known: Option<TableObjects>,
+    /// Our tables, chains and sets as of the last successful apply; `None` after a
+    /// failure (the next full apply lists the ruleset first).
+    known: Option<Tables>,
 }
 
 impl NftBackend {
-    /// A backend for table `inet <table>`, running `nft` from `PATH`.
+    /// A backend for tables `inet <table>` and `inet <table>-<i>`, running `nft` from
+    /// `PATH` to read them back.
     pub fn new(table: impl Into<String>) -> Self {
         NftBackend {
-            table: table.into(),
+            layout: Layout::new(table, DEFAULT_SHARDS),
+            writer: Writer::Netlink,
             program: PathBuf::from("nft"),
             prefix: Vec::new(),
+            netns: None,
+            socket: None,
             keep: Vec::new(),
             known: None,
         }
+    }
+
+    /// Number of service tables (at least 1).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.layout = Layout::new(self.layout.base.clone(), shards);
+        self
+    }
+
+    /// How transactions are sent.
+    pub fn writer(mut self, writer: Writer) -> Self {
+        self.writer = writer;
+        self
     }
 
     /// Connections from these sources (the local cluster's pod CIDRs) are not masqueraded.
@@ -129,12 +223,18 @@ impl NftBackend {
         self
     }
 
-    /// Runs `nft` inside network namespace `netns` (`ip netns exec NAME nft …`), for
-    /// tests and tools that drive a namespace from outside.
+    /// Works inside network namespace `netns` (`ip netns exec NAME nft …`, and the
+    /// netlink socket opened there), for tests and tools that drive a namespace from
+    /// outside.
     pub fn in_netns(mut self, netns: &str) -> Self {
         self.program = PathBuf::from("ip");
         self.prefix = ["netns", "exec", netns, "nft"].map(String::from).to_vec();
+        self.netns = Some(netns.to_string());
         self
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     fn run(
@@ -175,23 +275,56 @@ impl NftBackend {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `nft -j list table`; `None` when the table does not exist.
-    fn list(&self) -> Result<Option<serde_json::Value>, NftError> {
-        match self.run(
-            "list table",
-            &["-j", "list", "table", "inet", &self.table],
-            None,
-        ) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| NftError::Parse {
-                    table: self.table.clone(),
-                    reason: e.to_string(),
-                }),
-            Err(NftError::Nft { stderr, .. }) if stderr.contains("No such file or directory") => {
-                Ok(None)
+    /// `nft -j list ruleset`.
+    fn list(&self) -> Result<serde_json::Value, NftError> {
+        let text = self.run("list ruleset", &["-j", "list", "ruleset"], None)?;
+        serde_json::from_str(&text).map_err(|e| NftError::Parse {
+            table: self.layout.base.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends `ops` as one transaction.
+    fn send(&mut self, ops: &[Op]) -> Result<(), NftError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if self.writer == Writer::Nft {
+            self.run("apply", &["-f", "-"], Some(&ops::script(ops)))?;
+            return Ok(());
+        }
+        let netlink_err = |source| NftError::Netlink {
+            operations: ops.len(),
+            source,
+        };
+        if self.socket.is_none() {
+            let socket = match &self.netns {
+                Some(ns) => NfSocket::open_in_netns(ns),
+                None => NfSocket::open(),
+            };
+            self.socket = Some(socket.map_err(netlink_err)?);
+        }
+        let socket = self.socket.as_mut().expect("opened above");
+        let mut batch = Batch::new(socket.next_seq(), ops.len() * 320);
+        let owner = ops::encode(ops, &mut batch);
+        match socket.send(batch.finish()) {
+            Ok(()) => Ok(()),
+            Err(source @ NfnlError::Refused { index, .. }) => {
+                let mut op = String::new();
+                if let Some(o) = owner.get(index).and_then(|i| ops.get(*i)) {
+                    o.text(&mut op);
+                }
+                Err(NftError::Refused {
+                    op: op.trim_end().to_string(),
+                    source,
+                })
             }
-            Err(e) => Err(e),
+            Err(e @ NfnlError::Socket { .. }) => {
+                // A fresh socket next time.
+                self.socket = None;
+                Err(netlink_err(e))
+            }
+            Err(e) => Err(netlink_err(e)),
         }
     }
 
@@ -200,26 +333,75 @@ impl NftBackend {
         desired: &DesiredState,
         previous: Option<&DesiredState>,
     ) -> Result<ApplyReport, NftError> {
-        let script = match (previous, &self.known) {
-            (Some(prev), Some(_)) => render_partial(&self.table, prev, desired),
-            _ => {
-                let existing = match &self.known {
-                    Some(k) => k.clone(),
-                    None => self
-                        .list()?
-                        .map(|v| parse_listing(&self.table, &v).1)
-                        .unwrap_or_default(),
+        // `known` is taken: a failure below leaves it unset, so the next apply lists the
+        // kernel's ruleset first.
+        let (ops, mut tables) = match (previous, self.known.take()) {
+            (Some(prev), Some(known)) => (render_partial(&self.layout, prev, desired), known),
+            (_, known) => {
+                let existing = match known {
+                    Some(k) => k,
+                    None => parse_listing(&self.layout, &self.list()?).1,
                 };
-                render_full(&self.table, &self.keep, desired, &existing)
+                let ops = render_full(&self.layout, &self.keep, desired, &existing);
+                (ops, existing)
             }
         };
-        tracing::trace!(table = %self.table, %script, "nft transaction");
-        let operations = script.lines().count();
-        if operations > 0 {
-            self.run("apply", &["-f", "-"], Some(&script))?;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(table = %self.layout.base, script = %ops::script(&ops), "nft transaction");
         }
-        self.known = Some(objects_of(desired));
-        Ok(ApplyReport { operations })
+        self.send(&ops)?;
+        track(&mut tables, &ops);
+        self.known = Some(tables);
+        Ok(ApplyReport {
+            operations: ops.len(),
+        })
+    }
+}
+
+/// Brings the record of our tables, chains and sets up to date with `ops` (applied).
+pub fn track(tables: &mut Tables, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::AddTable { table } => {
+                tables.entry(table.clone()).or_default();
+            }
+            Op::DeleteTable { table } => {
+                tables.remove(table);
+            }
+            Op::AddChain { table, chain, .. } => {
+                tables
+                    .entry(table.clone())
+                    .or_default()
+                    .chains
+                    .insert(chain.clone());
+            }
+            Op::DeleteChain { table, chain } => {
+                if let Some(t) = tables.get_mut(table) {
+                    t.chains.remove(chain);
+                }
+            }
+            Op::AddMap {
+                table, map: set, ..
+            }
+            | Op::AddAffinitySet { table, set, .. } => {
+                tables
+                    .entry(table.clone())
+                    .or_default()
+                    .sets
+                    .insert(set.clone());
+            }
+            Op::DeleteSet { table, set } => {
+                if let Some(t) = tables.get_mut(table) {
+                    t.sets.remove(set);
+                }
+            }
+            Op::FlushTable { .. }
+            | Op::FlushChain { .. }
+            | Op::FlushMap { .. }
+            | Op::AddRule { .. }
+            | Op::AddElements { .. }
+            | Op::DeleteElements { .. } => {}
+        }
     }
 }
 
@@ -229,23 +411,11 @@ impl Backend for NftBackend {
     }
 
     fn read(&mut self) -> Result<KernelState, BackendError> {
-        let header = Header {
-            version: 0,
-            size: 0,
-        };
-        match self.list()? {
-            None => Ok(KernelState {
-                header,
-                services: BTreeMap::new(),
-            }),
-            Some(v) => {
-                let (state, objects) = parse_listing(&self.table, &v);
-                if self.known.is_none() {
-                    self.known = Some(objects);
-                }
-                Ok(state)
-            }
+        let (state, objects) = parse_listing(&self.layout, &self.list()?);
+        if self.known.is_none() {
+            self.known = Some(objects);
         }
+        Ok(state)
     }
 
     fn apply(
@@ -260,10 +430,27 @@ impl Backend for NftBackend {
     }
 }
 
-/// The chains and sets `desired` needs (besides the fixed ones).
-pub fn objects_of(desired: &DesiredState) -> TableObjects {
-    let mut o = TableObjects::default();
+/// The tables, chains and sets `desired` needs (the fixed ones included).
+pub fn objects_of(layout: &Layout, desired: &DesiredState) -> Tables {
+    let mut tables = Tables::new();
+    tables.insert(
+        layout.base.clone(),
+        TableObjects {
+            chains: [BASE_CHAIN.to_string()].into(),
+            sets: BTreeSet::new(),
+        },
+    );
+    for i in 0..layout.shards {
+        tables.insert(
+            layout.shard(i),
+            TableObjects {
+                chains: SHARD_CHAINS.iter().map(|c| c.to_string()).collect(),
+                sets: SHARD_MAPS.iter().map(|c| c.to_string()).collect(),
+            },
+        );
+    }
     for (k, vs) in &desired.services {
+        let o = tables.entry(layout.table_of(k)).or_default();
         o.chains.insert(names::service_chain(k, &vs.origin));
         if vs.affinity.is_some() {
             for real in vs.reals.keys() {
@@ -271,25 +458,15 @@ pub fn objects_of(desired: &DesiredState) -> TableObjects {
             }
         }
     }
-    o
+    tables
 }
 
-fn family(key: &VsKey) -> (&'static str, &'static str, &'static str) {
-    // (nft address family keyword, address type, map name)
+fn map_of(key: &VsKey) -> &'static str {
     if key.addr.is_ipv4() {
-        ("ip", "ipv4_addr", "service-ips")
+        "service-ips"
     } else {
-        ("ip6", "ipv6_addr", "service-ips6")
+        "service-ips6"
     }
-}
-
-fn element(key: &VsKey) -> String {
-    format!(
-        "{} . {} . {}",
-        key.addr.ip(),
-        key.proto.as_lower(),
-        key.addr.port()
-    )
 }
 
 /// How a scheduler picks among a service's slots. nftables has no connection counts, so
@@ -330,55 +507,62 @@ fn svc_comment(key: &VsKey, vs: &VirtualServer) -> String {
     if full.len() <= 240 { full } else { base }
 }
 
-/// Appends the commands creating one virtual service's chain, sets and rules.
-/// `fresh`: the chain is known to be empty (after `flush table`), so no `flush chain`.
-fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, fresh: bool) {
-    let (ip, addr_type, _) = family(key);
-    let proto = key.proto.as_lower();
+/// Appends the operations creating one virtual service's chain, sets and rules in
+/// table `t`. `fresh`: the chain is known to be empty (after `flush table`), so no
+/// `flush chain`.
+fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh: bool) {
+    let v6 = key.addr.is_ipv6();
     let vs_hash = names::vs_hash(key);
     let svc = names::service_chain(key, &vs.origin);
-    let _ = writeln!(out, "add chain inet {t} {svc}");
+    let rule = |stmts: Vec<Stmt>, comment: String| Op::AddRule {
+        table: t.to_string(),
+        chain: svc.clone(),
+        stmts,
+        comment: Some(comment),
+    };
+    ops.push(Op::AddChain {
+        table: t.to_string(),
+        chain: svc.clone(),
+        hook: None,
+    });
     if !fresh {
-        let _ = writeln!(out, "flush chain inet {t} {svc}");
+        ops.push(Op::FlushChain {
+            table: t.to_string(),
+            chain: svc.clone(),
+        });
     }
-    let _ = writeln!(
-        out,
-        "add rule inet {t} {svc} counter comment \"{}\"",
-        svc_comment(key, vs)
-    );
-    // What one connection to real server `real` does: counted, marked for masquerade,
-    // remembered for affinity, DNATed. The comment is what `parse_listing` reads back.
-    let dnat = |real: &SocketAddr, weight: u32| {
-        let target = match real {
-            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-        };
-        let update = match vs.affinity {
-            Some(_) => format!(
-                " update @{} {{ {ip} saddr }}",
-                names::affinity_set(key, *real)
-            ),
-            None => String::new(),
-        };
-        format!(
-            "counter meta mark set meta mark or {MASQ_MARK:#x}{update} meta l4proto {proto} dnat {ip} to {target} comment \"cw:ep vs={vs_hash} w={weight} to={real}\""
-        )
+    // Every connection entering the chain is marked for masquerade once, here.
+    ops.push(rule(
+        vec![Stmt::Counter, Stmt::MarkOr(MASQ_MARK)],
+        svc_comment(key, vs),
+    ));
+    // What one connection to real server `real` does: counted, remembered for affinity,
+    // DNATed. The comment is what `parse_listing` reads back.
+    let dnat = |mut stmts: Vec<Stmt>, real: &SocketAddr, weight: u32| {
+        stmts.push(Stmt::Counter);
+        if vs.affinity.is_some() {
+            stmts.push(Stmt::UpdateSaddr {
+                v6,
+                set: names::affinity_set(key, *real),
+            });
+        }
+        stmts.push(Stmt::L4Proto(key.proto));
+        stmts.push(Stmt::Dnat(*real));
+        rule(stmts, format!("cw:ep vs={vs_hash} w={weight} to={real}"))
     };
     let mut slots = Vec::new();
     for (real, weight) in &vs.reals {
         if let Some(timeout) = vs.affinity {
             let set = names::affinity_set(key, *real);
-            let _ = writeln!(
-                out,
-                "add set inet {t} {set} {{ type {addr_type}; flags dynamic,timeout; timeout {timeout}s; }}"
-            );
+            ops.push(Op::AddAffinitySet {
+                table: t.to_string(),
+                set: set.clone(),
+                v6,
+                timeout_secs: timeout,
+            });
             if *weight > 0 {
                 // Clients seen recently go back to the same real server.
-                let _ = writeln!(
-                    out,
-                    "add rule inet {t} {svc} {ip} saddr @{set} {}",
-                    dnat(real, *weight)
-                );
+                ops.push(dnat(vec![Stmt::SaddrIn { v6, set }], real, *weight));
             }
         }
         for _ in 0..(*weight).min(MAX_SLOTS) {
@@ -386,155 +570,266 @@ fn render_vs(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, fresh: 
         }
     }
     // One rule per slot, each ending in its DNAT (a verdict: later rules are not
-    // evaluated). No per-endpoint chains: every transaction makes `nft` dump the table's
-    // chains, a cost that grows with the square of their number (0.57 s at 60,000 chains).
-    // No `vmap { … }` either: every anonymous map is a set the kernel must name
-    // (`__map%d`, found by scanning all sets of the table), which made loading 10,000
-    // services quadratic (15 s for 4,000 services on 6.18).
-    let n = slots.len();
+    // evaluated). No per-endpoint chains: `nft` dumps the table's chains before every
+    // transaction, a cost that grows with the square of their number. No anonymous
+    // `vmap { … }` either: every anonymous map is a set the kernel must name (`__map%d`,
+    // found by scanning all sets of the table), which made loading 10,000 services
+    // quadratic.
+    let n = slots.len() as u32;
     for (i, (real, weight)) in slots.iter().enumerate() {
+        let i = i as u32;
+        let last = i + 1 == n;
         let pick = match scheduler_kind(&vs.scheduler) {
+            _ if last => vec![],
             // Rule i sees the connections rules 0..i did not take; taking every
             // (n-i)-th of them gives each slot exactly one connection per n, in order.
-            Pick::RoundRobin if i + 1 < n => format!("numgen inc mod {} == 0 ", n - i),
-            // The same hash in every rule: slot i takes hash value i.
-            Pick::SourceHash if i + 1 < n => format!("jhash {ip} saddr mod {n} == {i} "),
+            Pick::RoundRobin => vec![Stmt::Numgen {
+                random: false,
+                modulus: n - i,
+            }],
+            // The same hash (same seed) in every rule: slot i takes hash value i.
+            Pick::SourceHash => vec![Stmt::Jhash {
+                v6,
+                modulus: n,
+                value: i,
+            }],
             // Probability 1/(n-i) among what is left: uniform over the slots.
-            Pick::Random if i + 1 < n => format!("numgen random mod {} == 0 ", n - i),
-            _ => String::new(),
+            Pick::Random => vec![Stmt::Numgen {
+                random: true,
+                modulus: n - i,
+            }],
         };
-        let _ = writeln!(out, "add rule inet {t} {svc} {pick}{}", dnat(real, *weight));
+        ops.push(dnat(pick, real, *weight));
     }
     // Draining (weight 0) real servers get no slot; a rule after the last slot, never
     // reached while any slot exists, keeps them in the table's own record.
     for (real, _) in vs.reals.iter().filter(|(_, w)| **w == 0) {
-        let _ = writeln!(
-            out,
-            "add rule inet {t} {svc} counter comment \"cw:ep vs={vs_hash} w=0 to={real}\""
-        );
+        ops.push(rule(
+            vec![Stmt::Counter],
+            format!("cw:ep vs={vs_hash} w=0 to={real}"),
+        ));
     }
 }
 
-/// Base chains, maps and dispatch rules (after `flush table`).
-fn render_skeleton(out: &mut String, t: &str, keep: &[IpNet]) {
-    let _ = writeln!(
-        out,
-        "add table inet {t}
-flush table inet {t}
-add chain inet {t} nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
-add chain inet {t} nat-output {{ type nat hook output priority -100; policy accept; }}
-add chain inet {t} nat-postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
-add chain inet {t} services
-add map inet {t} service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-add map inet {t} service-ips6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}
-flush map inet {t} service-ips
-flush map inet {t} service-ips6
-add rule inet {t} nat-prerouting jump services
-add rule inet {t} nat-output jump services
-add rule inet {t} nat-postrouting meta mark and {m:#x} == 0 return
-add rule inet {t} nat-postrouting meta mark set meta mark xor {m:#x}",
-        m = MASQ_MARK
-    );
-    for (family, v4) in [("ip", true), ("ip6", false)] {
-        let cidrs: Vec<String> = keep
-            .iter()
-            .filter(|n| matches!(n, IpNet::V4(_)) == v4)
-            .map(|n| n.trunc().to_string())
-            .collect();
-        if !cidrs.is_empty() {
-            let _ = writeln!(
-                out,
-                "add rule inet {t} nat-postrouting {family} saddr {{ {} }} return",
-                cidrs.join(", ")
-            );
-        }
+/// The base table: masquerade what we DNATed (marked), except `keep` sources.
+fn render_base(ops: &mut Vec<Op>, t: &str, keep: &[IpNet]) {
+    let table = || t.to_string();
+    let rule = |stmts: Vec<Stmt>| Op::AddRule {
+        table: table(),
+        chain: BASE_CHAIN.to_string(),
+        stmts,
+        comment: None,
+    };
+    ops.push(Op::AddTable { table: table() });
+    ops.push(Op::FlushTable { table: table() });
+    ops.push(Op::AddChain {
+        table: table(),
+        chain: BASE_CHAIN.to_string(),
+        hook: Some(Hook::Postrouting),
+    });
+    ops.push(rule(vec![Stmt::MarkClear(MASQ_MARK), Stmt::Return]));
+    ops.push(rule(vec![Stmt::MarkXor(MASQ_MARK)]));
+    for net in keep {
+        ops.push(rule(vec![Stmt::Saddr(net.trunc()), Stmt::Return]));
     }
-    let _ = writeln!(
-        out,
-        "add rule inet {t} nat-postrouting masquerade fully-random
-add rule inet {t} services ip daddr . meta l4proto . th dport vmap @service-ips
-add rule inet {t} services ip6 daddr . meta l4proto . th dport vmap @service-ips6"
-    );
+    ops.push(rule(vec![Stmt::Masquerade]));
 }
 
-fn render_elements(out: &mut String, t: &str, desired: &DesiredState) {
-    for map in ["service-ips", "service-ips6"] {
-        let elements: Vec<String> = desired
-            .services
-            .iter()
-            .filter(|(k, _)| family(k).2 == map)
-            .map(|(k, vs)| {
-                format!(
-                    "{} : goto {}",
-                    element(k),
-                    names::service_chain(k, &vs.origin)
-                )
-            })
-            .collect();
-        // Chunks keep each command line of a reasonable length.
+/// A service table's base chains, maps and dispatch rules (after `flush table`).
+fn render_shard_skeleton(ops: &mut Vec<Op>, t: &str) {
+    let table = || t.to_string();
+    ops.push(Op::AddTable { table: table() });
+    ops.push(Op::FlushTable { table: table() });
+    for (chain, hook) in [
+        ("nat-prerouting", Some(Hook::Prerouting)),
+        ("nat-output", Some(Hook::Output)),
+        ("services", None),
+    ] {
+        ops.push(Op::AddChain {
+            table: table(),
+            chain: chain.to_string(),
+            hook,
+        });
+    }
+    for (map, v6) in [("service-ips", false), ("service-ips6", true)] {
+        ops.push(Op::AddMap {
+            table: table(),
+            map: map.to_string(),
+            v6,
+        });
+        ops.push(Op::FlushMap {
+            table: table(),
+            map: map.to_string(),
+        });
+    }
+    for chain in ["nat-prerouting", "nat-output"] {
+        ops.push(Op::AddRule {
+            table: table(),
+            chain: chain.to_string(),
+            stmts: vec![Stmt::Jump("services".to_string())],
+            comment: None,
+        });
+    }
+    for (map, v6) in [("service-ips", false), ("service-ips6", true)] {
+        ops.push(Op::AddRule {
+            table: table(),
+            chain: "services".to_string(),
+            stmts: vec![Stmt::Vmap {
+                v6,
+                map: map.to_string(),
+            }],
+            comment: None,
+        });
+    }
+}
+
+/// Map elements, by table and map, in chunks of at most 1,000.
+fn render_elements<'a>(
+    ops: &mut Vec<Op>,
+    layout: &Layout,
+    services: impl Iterator<Item = (&'a VsKey, &'a VirtualServer)>,
+) {
+    let mut by_map: BTreeMap<(String, &'static str), Vec<(VsKey, String)>> = BTreeMap::new();
+    for (k, vs) in services {
+        by_map
+            .entry((layout.table_of(k), map_of(k)))
+            .or_default()
+            .push((*k, names::service_chain(k, &vs.origin)));
+    }
+    for ((table, map), elements) in by_map {
         for chunk in elements.chunks(1000) {
-            let _ = writeln!(out, "add element inet {t} {map} {{ {} }}", chunk.join(", "));
+            ops.push(Op::AddElements {
+                table: table.clone(),
+                map: map.to_string(),
+                elements: chunk.to_vec(),
+            });
         }
     }
 }
 
-/// The whole table as one `nft -f` transaction; `keep` are the sources not masqueraded,
-/// `existing` the chains and sets the table holds now (those not wanted any more are
-/// deleted).
+/// Every table as one transaction; `keep` are the sources not masqueraded, `existing`
+/// the tables, chains and sets there now (those not wanted any more are deleted).
 pub fn render_full(
-    t: &str,
+    layout: &Layout,
     keep: &[IpNet],
     desired: &DesiredState,
-    existing: &TableObjects,
-) -> String {
-    let mut out = String::with_capacity(desired.services.len() * 1024 + 2048);
-    render_skeleton(&mut out, t, keep);
+    existing: &Tables,
+) -> Vec<Op> {
+    let mut ops = Vec::with_capacity(desired.services.len() * 8 + 64);
+    let wanted = objects_of(layout, desired);
+    // Tables of another layout (a larger shard count, or a base table that still holds
+    // service chains) go first and whole.
+    for (table, objects) in existing {
+        let unwanted = !wanted.contains_key(table);
+        let foreign_base = *table == layout.base
+            && (objects.chains.iter().any(|c| c != BASE_CHAIN) || !objects.sets.is_empty());
+        if unwanted || foreign_base {
+            ops.push(Op::DeleteTable {
+                table: table.clone(),
+            });
+        }
+    }
+    render_base(&mut ops, &layout.base, keep);
+    for i in 0..layout.shards {
+        render_shard_skeleton(&mut ops, &layout.shard(i));
+    }
     for (k, vs) in &desired.services {
-        render_vs(&mut out, t, k, vs, true);
+        render_vs(&mut ops, &layout.table_of(k), k, vs, true);
     }
-    render_elements(&mut out, t, desired);
-    let wanted = objects_of(desired);
-    for chain in existing.chains.difference(&wanted.chains) {
-        if !FIXED_CHAINS.contains(&chain.as_str()) {
-            let _ = writeln!(out, "delete chain inet {t} {chain}");
+    render_elements(&mut ops, layout, desired.services.iter());
+    for (table, want) in &wanted {
+        let Some(have) = existing.get(table) else {
+            continue;
+        };
+        if *table == layout.base {
+            continue;
+        }
+        for set in have.sets.difference(&want.sets) {
+            ops.push(Op::DeleteSet {
+                table: table.clone(),
+                set: set.clone(),
+            });
+        }
+        for chain in have.chains.difference(&want.chains) {
+            ops.push(Op::DeleteChain {
+                table: table.clone(),
+                chain: chain.clone(),
+            });
         }
     }
-    for set in existing.sets.difference(&wanted.sets) {
-        if !FIXED_SETS.contains(&set.as_str()) {
-            let _ = writeln!(out, "delete set inet {t} {set}");
-        }
-    }
-    out
+    ops
 }
 
-/// Commands removing one virtual service's element, rules, chain and sets, except
+/// Operations removing one virtual service's element, rules, chain and sets, except
 /// the chain and sets `keep` still needs.
-fn render_removal(out: &mut String, t: &str, key: &VsKey, vs: &VirtualServer, keep: &TableObjects) {
-    let (_, _, map) = family(key);
-    let _ = writeln!(out, "delete element inet {t} {map} {{ {} }}", element(key));
+fn render_removal(
+    ops: &mut Vec<Op>,
+    t: &str,
+    key: &VsKey,
+    vs: &VirtualServer,
+    keep: &TableObjects,
+) {
+    ops.push(Op::DeleteElements {
+        table: t.to_string(),
+        map: map_of(key).to_string(),
+        keys: vec![*key],
+    });
     let svc = names::service_chain(key, &vs.origin);
-    let _ = writeln!(out, "flush chain inet {t} {svc}");
+    ops.push(Op::FlushChain {
+        table: t.to_string(),
+        chain: svc.clone(),
+    });
     if !keep.chains.contains(&svc) {
-        let _ = writeln!(out, "delete chain inet {t} {svc}");
+        ops.push(Op::DeleteChain {
+            table: t.to_string(),
+            chain: svc,
+        });
     }
     if vs.affinity.is_some() {
         for r in vs.reals.keys() {
             let set = names::affinity_set(key, *r);
             if !keep.sets.contains(&set) {
-                let _ = writeln!(out, "delete set inet {t} {set}");
+                ops.push(Op::DeleteSet {
+                    table: t.to_string(),
+                    set,
+                });
             }
         }
     }
 }
 
 /// Only the virtual services that differ between `previous` and `desired`.
-pub fn render_partial(t: &str, previous: &DesiredState, desired: &DesiredState) -> String {
-    let mut out = String::new();
+///
+/// Both maps are walked side by side in key order (one comparison per step instead of a
+/// lookup per service), so an unchanged service costs one equality check.
+pub fn render_partial(layout: &Layout, previous: &DesiredState, desired: &DesiredState) -> Vec<Op> {
+    use std::cmp::Ordering;
+    let mut ops = Vec::new();
     let mut changed: Vec<(&VsKey, &VirtualServer)> = Vec::new();
-    for (k, old) in &previous.services {
-        match desired.services.get(k) {
-            Some(new) if new == old => {}
-            Some(new) => {
+    let mut old_iter = previous.services.iter().peekable();
+    let mut new_iter = desired.services.iter().peekable();
+    loop {
+        let order = match (old_iter.peek(), new_iter.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ko, _)), Some((kn, _))) => ko.cmp(kn),
+        };
+        match order {
+            // Gone.
+            Ordering::Less => {
+                let (k, old) = old_iter.next().expect("peeked");
+                let t = layout.table_of(k);
+                render_removal(&mut ops, &t, k, old, &TableObjects::default());
+            }
+            // New.
+            Ordering::Greater => changed.push(new_iter.next().expect("peeked")),
+            Ordering::Equal => {
+                let (k, old) = old_iter.next().expect("peeked");
+                let (_, new) = new_iter.next().expect("peeked");
+                if new == old {
+                    continue;
+                }
                 // Keep the chain and the sets the new version reuses: the chain is
                 // flushed and refilled below, and affinity entries survive.
                 let mut keep = TableObjects::default();
@@ -544,28 +839,16 @@ pub fn render_partial(t: &str, previous: &DesiredState, desired: &DesiredState) 
                         keep.sets.insert(names::affinity_set(k, *r));
                     }
                 }
-                render_removal(&mut out, t, k, old, &keep);
+                render_removal(&mut ops, &layout.table_of(k), k, old, &keep);
                 changed.push((k, new));
             }
-            None => render_removal(&mut out, t, k, old, &TableObjects::default()),
-        }
-    }
-    for (k, new) in &desired.services {
-        if !previous.services.contains_key(k) {
-            changed.push((k, new));
         }
     }
     for (k, vs) in &changed {
-        render_vs(&mut out, t, k, vs, false);
-        let (_, _, map) = family(k);
-        let _ = writeln!(
-            out,
-            "add element inet {t} {map} {{ {} : goto {} }}",
-            element(k),
-            names::service_chain(k, &vs.origin)
-        );
+        render_vs(&mut ops, &layout.table_of(k), k, vs, false);
     }
-    out
+    render_elements(&mut ops, layout, changed.into_iter());
+    ops
 }
 
 fn comment_fields(comment: &str) -> BTreeMap<&str, &str> {
@@ -600,25 +883,44 @@ fn counter_packets(rule: &serde_json::Value) -> u64 {
         .unwrap_or(0)
 }
 
-/// Rebuilds our state from `nft -j list table` output, using the rule comments.
-pub fn parse_listing(table: &str, listing: &serde_json::Value) -> (KernelState, TableObjects) {
-    let mut objects = TableObjects::default();
+/// Rebuilds our state from `nft -j list ruleset` output, using the rule comments; only
+/// `inet` tables the layout owns are read.
+pub fn parse_listing(layout: &Layout, listing: &serde_json::Value) -> (KernelState, Tables) {
+    let mut tables = Tables::new();
     let mut services: BTreeMap<String, (VsKey, KernelService)> = BTreeMap::new();
     let mut reals: Vec<(String, SocketAddr, KernelReal)> = Vec::new();
+    let ours = |v: &serde_json::Value| {
+        v["family"] == "inet" && v["table"].as_str().is_some_and(|t| layout.owns(t))
+    };
     for item in listing["nftables"].as_array().into_iter().flatten() {
-        if let Some(c) = item.get("chain").filter(|c| c["table"] == table) {
-            if let Some(name) = c["name"].as_str() {
-                objects.chains.insert(name.to_string());
+        if let Some(t) = item
+            .get("table")
+            .filter(|t| t["family"] == "inet" && t["name"].as_str().is_some_and(|n| layout.owns(n)))
+        {
+            if let Some(name) = t["name"].as_str() {
+                tables.entry(name.to_string()).or_default();
+            }
+        } else if let Some(c) = item.get("chain").filter(|c| ours(c)) {
+            if let (Some(t), Some(name)) = (c["table"].as_str(), c["name"].as_str()) {
+                tables
+                    .entry(t.to_string())
+                    .or_default()
+                    .chains
+                    .insert(name.to_string());
             }
         } else if let Some(s) = item
             .get("set")
             .or_else(|| item.get("map"))
-            .filter(|s| s["table"] == table)
+            .filter(|s| ours(s))
         {
-            if let Some(name) = s["name"].as_str() {
-                objects.sets.insert(name.to_string());
+            if let (Some(t), Some(name)) = (s["table"].as_str(), s["name"].as_str()) {
+                tables
+                    .entry(t.to_string())
+                    .or_default()
+                    .sets
+                    .insert(name.to_string());
             }
-        } else if let Some(r) = item.get("rule").filter(|r| r["table"] == table) {
+        } else if let Some(r) = item.get("rule").filter(|r| ours(r)) {
             let Some(comment) = r["comment"].as_str() else {
                 continue;
             };
@@ -685,7 +987,7 @@ pub fn parse_listing(table: &str, listing: &serde_json::Value) -> (KernelState, 
             },
             services,
         },
-        objects,
+        tables,
     )
 }
 

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use self::dns::{DnsConfig, Upstreams};
-pub use self::proxy::{ProxyBackend, ProxyConfig};
+pub use self::proxy::{NftWriter, ProxyBackend, ProxyConfig};
 pub use self::tunnel::{EndpointMode, StaticPeer, SteeringMode, TunnelConfig};
 pub use duration::{ConfigDuration, parse_duration};
 
@@ -468,6 +468,12 @@ fn validate_sections(file: &FileConfig, problems: &mut Vec<Problem>) {
     }
     if file.proxy.interface.is_empty() {
         bad("proxy.interface", "must not be empty".into());
+    }
+    if !(1..=64).contains(&file.proxy.nft_shards) {
+        bad(
+            "proxy.nftShards",
+            format!("{} is outside 1..64", file.proxy.nft_shards),
+        );
     }
 }
 

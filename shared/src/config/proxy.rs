@@ -16,6 +16,16 @@ pub enum ProxyBackend {
     Nftables,
 }
 
+/// How the nftables backend sends its transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NftWriter {
+    /// nf_tables netlink messages written by causeway-proxy itself.
+    Netlink,
+    /// The `nft` program (`nft -f -`), with the same operations as text.
+    Nft,
+}
+
 /// Settings of the service proxy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -33,8 +43,14 @@ pub struct ProxyConfig {
     pub stale_rules_expiry: ConfigDuration,
     /// How long a terminating endpoint is kept at weight 0 while connections drain.
     pub graceful_termination_period: ConfigDuration,
-    /// Name of our nftables table (nftables backend).
+    /// Name of our nftables table (nftables backend); service tables are named
+    /// `<nftTable>-<i>`.
     pub nft_table: String,
+    /// Number of nftables service tables (1..=64): a change re-validates only its own
+    /// table, while a new connection pays one map lookup per table.
+    pub nft_shards: usize,
+    /// How nftables transactions reach the kernel.
+    pub nft_writer: NftWriter,
 }
 
 impl Default for ProxyConfig {
@@ -48,6 +64,8 @@ impl Default for ProxyConfig {
             stale_rules_expiry: ConfigDuration::secs(0),
             graceful_termination_period: ConfigDuration::secs(60),
             nft_table: "causeway".into(),
+            nft_shards: 16,
+            nft_writer: NftWriter::Netlink,
         }
     }
 }

@@ -238,6 +238,15 @@ fn section_values_are_checked() {
     assert!(
         matches!(&problems(&text)[..], [Problem::InvalidValue { field, .. }] if field == "tunnel.mtu")
     );
+    let text = GOOD.replace("proxy: {}", "proxy: { nftShards: 0 }");
+    assert!(
+        matches!(&problems(&text)[..], [Problem::InvalidValue { field, reason }] if field == "proxy.nftShards" && reason.contains("outside")),
+        "{:?}",
+        problems(&text)
+    );
+    let ok = load(&GOOD.replace("proxy: {}", "proxy: { nftShards: 4, nftWriter: nft }")).unwrap();
+    assert_eq!(ok.proxy.nft_shards, 4);
+    assert_eq!(ok.proxy.nft_writer, super::NftWriter::Nft);
 }
 
 #[test]

@@ -57,6 +57,15 @@ impl Protocol {
             Protocol::Sctp => "sctp",
         }
     }
+
+    /// IP protocol number (`IPPROTO_TCP` 6, `IPPROTO_UDP` 17, `IPPROTO_SCTP` 132).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
 }
 
 impl fmt::Display for Protocol {

@@ -6,6 +6,11 @@ use super::*;
 use crate::plan::{PlanSettings, plan};
 use crate::testdata::{CLUSTER_B, catalog_with, snapshot};
 
+/// Two service tables keep the golden files short.
+fn layout() -> Layout {
+    Layout::new("causeway", 2)
+}
+
 fn desired(yaml: &str) -> DesiredState {
     plan(
         &catalog_with(yaml).snapshot(),
@@ -36,11 +41,26 @@ fn scrub(text: &str, d: &DesiredState) -> String {
 async fn golden_full_ruleset() {
     let _ = snapshot();
     let d = desired(CLUSTER_B);
-    let stale = TableObjects {
-        chains: ["services".to_string(), "svc-old".to_string()].into(),
-        sets: ["service-ips".to_string(), "aff-old".to_string()].into(),
-    };
-    let text = scrub(&render_full("causeway", &[], &d, &stale), &d);
+    let stale: Tables = [
+        (
+            "causeway".to_string(),
+            TableObjects {
+                chains: ["nat-postrouting".to_string()].into(),
+                sets: Default::default(),
+            },
+        ),
+        (
+            "causeway-0".to_string(),
+            TableObjects {
+                chains: ["services".to_string(), "svc-old".to_string()].into(),
+                sets: ["service-ips".to_string(), "aff-old".to_string()].into(),
+            },
+        ),
+        // A service table of a larger shard count: deleted whole.
+        ("causeway-7".to_string(), TableObjects::default()),
+    ]
+    .into();
+    let text = scrub(&ops::script(&render_full(&layout(), &[], &d, &stale)), &d);
     let expected = include_str!("golden_full.nft");
     if text != expected {
         std::fs::write(
@@ -65,7 +85,10 @@ async fn golden_partial_update() {
     let after = desired(&after_yaml);
     let mut both = before.clone();
     both.services.extend(after.services.clone());
-    let text = scrub(&render_partial("causeway", &before, &after), &before);
+    let text = scrub(
+        &ops::script(&render_partial(&layout(), &before, &after)),
+        &before,
+    );
     let expected = include_str!("golden_partial.nft");
     if text != expected {
         std::fs::write(
@@ -79,8 +102,8 @@ async fn golden_partial_update() {
     }
     assert_eq!(text, expected, "see golden_partial.nft.new");
     assert_eq!(
-        render_partial("causeway", &after, &after),
-        "",
+        render_partial(&layout(), &after, &after),
+        [],
         "no change, no command"
     );
 }
@@ -89,22 +112,33 @@ async fn golden_partial_update() {
 fn listing_round_trips_through_comments() {
     let d = desired(CLUSTER_B);
     // What `nft -j list table` prints, reduced to what the parser reads.
-    let mut items = Vec::new();
+    let l = layout();
+    let mut items = vec![
+        // Another program's table with a look-alike comment is not ours.
+        serde_json::json!({"table": {"family": "inet", "name": "other"}}),
+        serde_json::json!({"rule": {"family": "inet", "table": "other", "chain": "x",
+            "comment": "cw:svc vs=zzzzzzzz key=tcp/192.0.2.99/80 sched=rr aff=0"}}),
+        serde_json::json!({"rule": {"family": "ip", "table": "causeway-0", "chain": "x",
+            "comment": "cw:svc vs=yyyyyyyy key=tcp/192.0.2.98/80 sched=rr aff=0"}}),
+    ];
     for (k, vs) in &d.services {
-        items.push(serde_json::json!({"chain": {"table": "causeway", "name": names::service_chain(k, &vs.origin)}}));
-        items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::service_chain(k, &vs.origin),
+        let t = l.table_of(k);
+        items.push(serde_json::json!({"chain": {"family": "inet", "table": t, "name": names::service_chain(k, &vs.origin)}}));
+        items.push(serde_json::json!({"rule": {"family": "inet", "table": t, "chain": names::service_chain(k, &vs.origin),
             "comment": svc_comment(k, vs), "expr": [{"counter": {"packets": 3, "bytes": 180}}]}}));
         for (r, w) in &vs.reals {
             // A real server of weight w has w slot rules (and an affinity rule).
             for _ in 0..(*w).max(1) + u32::from(vs.affinity.is_some()) {
-                items.push(serde_json::json!({"rule": {"table": "causeway", "chain": names::service_chain(k, &vs.origin),
+                items.push(serde_json::json!({"rule": {"family": "inet", "table": t, "chain": names::service_chain(k, &vs.origin),
                     "comment": format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k)),
                     "expr": [{"counter": {"packets": 1, "bytes": 60}}]}}));
             }
         }
     }
-    let (state, objects) = parse_listing("causeway", &serde_json::json!({ "nftables": items }));
-    assert_eq!(objects.chains.len(), d.services.len());
+    let (state, tables) = parse_listing(&l, &serde_json::json!({ "nftables": items }));
+    let chains: usize = tables.values().map(|t| t.chains.len()).sum();
+    assert_eq!(chains, d.services.len());
+    assert!(!tables.contains_key("other"));
     let back = state.to_desired(|_| None);
     assert_eq!(back, d);
     assert!(state.services.values().all(|s| s.stats.conns == 3));
@@ -124,7 +158,7 @@ fn local_pods_keep_their_source_address() {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-    let text = render_full("causeway", &keep, &d, &TableObjects::default());
+    let text = ops::script(&render_full(&layout(), &keep, &d, &Tables::new()));
     let postrouting: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("add rule inet causeway nat-postrouting"))
@@ -134,12 +168,13 @@ fn local_pods_keep_their_source_address() {
         [
             "add rule inet causeway nat-postrouting meta mark and 0x8000 == 0 return",
             "add rule inet causeway nat-postrouting meta mark set meta mark xor 0x8000",
-            "add rule inet causeway nat-postrouting ip saddr { 10.128.0.0/14, 10.132.0.0/16 } return",
-            "add rule inet causeway nat-postrouting ip6 saddr { fd00:128::/48 } return",
+            "add rule inet causeway nat-postrouting ip saddr 10.128.0.0/14 return",
+            "add rule inet causeway nat-postrouting ip6 saddr fd00:128::/48 return",
+            "add rule inet causeway nat-postrouting ip saddr 10.132.0.0/16 return",
             "add rule inet causeway nat-postrouting masquerade fully-random",
         ]
     );
     // Without local CIDRs everything we DNAT is masqueraded, as before.
-    let text = render_full("causeway", &[], &d, &TableObjects::default());
-    assert!(!text.contains("saddr {"), "{text}");
+    let text = ops::script(&render_full(&layout(), &[], &d, &Tables::new()));
+    assert!(!text.contains("nat-postrouting ip"), "{text}");
 }

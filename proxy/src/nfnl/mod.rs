@@ -1,0 +1,332 @@
+//! nf_tables over netlink, without the `nft` program.
+//!
+//! `nft -f` reads the table's chains back from the kernel before every transaction (a
+//! dump that costs time growing with the square of the number of chains) and parses
+//! and evaluates its input in user space; at 10,000 services that is most of a one-line
+//! update's time. This module writes the same messages `nft` would send, as one
+//! nfnetlink batch (one transaction), and reads back only the errors.
+//!
+//! - [`msg::Buffer`]: netlink message and attribute encoding;
+//! - [`Batch`]: `BATCH_BEGIN`, numbered messages, `BATCH_END`; an error names the
+//!   message by its number;
+//! - [`NfSocket`]: a `NETLINK_NETFILTER` socket, optionally opened inside a named
+//!   network namespace.
+
+pub mod msg;
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use msg::{Buffer, F_REQUEST};
+
+/// `NFNL_SUBSYS_NFTABLES`.
+pub const SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+/// Why talking to nf_tables failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NfnlError {
+    /// The socket could not be opened, sized or used.
+    #[error("netfilter netlink socket: {op}")]
+    Socket {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The network namespace could not be entered.
+    #[error("cannot enter network namespace {netns}")]
+    Netns {
+        netns: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused message `index` of the batch (the whole batch was undone).
+    #[error("message {index} refused: {source}")]
+    Refused {
+        index: usize,
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused the batch without naming a message (e.g. at commit).
+    #[error("transaction refused: {0}")]
+    Batch(#[source] io::Error),
+}
+
+/// One nf_tables transaction being built.
+#[derive(Debug)]
+pub struct Batch {
+    buf: Buffer,
+    first_seq: u32,
+    next_seq: u32,
+}
+
+impl Batch {
+    /// A batch whose messages are numbered from `first_seq` (the begin marker's number).
+    pub fn new(first_seq: u32, capacity: usize) -> Self {
+        let mut buf = Buffer::with_capacity(capacity + 64);
+        buf.begin_msg(
+            NFNL_MSG_BATCH_BEGIN,
+            F_REQUEST,
+            first_seq,
+            0,
+            SUBSYS_NFTABLES,
+        );
+        buf.end_msg();
+        Batch {
+            buf,
+            first_seq,
+            next_seq: first_seq.wrapping_add(1),
+        }
+    }
+
+    /// Starts the next message: nf_tables message `msg` (`NFT_MSG_*`) for `family`.
+    /// Add its attributes through [`Batch::buf`], then call [`Batch::end`].
+    pub fn begin(&mut self, msg: u16, flags: u16, family: u8) -> &mut Buffer {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.buf.begin_msg(
+            (SUBSYS_NFTABLES << 8) | msg,
+            F_REQUEST | flags,
+            seq,
+            family,
+            0,
+        );
+        &mut self.buf
+    }
+
+    /// The buffer of the message being written.
+    pub fn buf(&mut self) -> &mut Buffer {
+        &mut self.buf
+    }
+
+    pub fn end(&mut self) {
+        self.buf.end_msg();
+    }
+
+    /// Number of messages (not counting the begin and end markers).
+    pub fn messages(&self) -> usize {
+        self.next_seq.wrapping_sub(self.first_seq).wrapping_sub(1) as usize
+    }
+
+    /// Closes the batch; the bytes to send.
+    pub fn finish(mut self) -> FinishedBatch {
+        let end_seq = self.next_seq;
+        self.buf
+            .begin_msg(NFNL_MSG_BATCH_END, F_REQUEST, end_seq, 0, SUBSYS_NFTABLES);
+        self.buf.end_msg();
+        FinishedBatch {
+            buf: self.buf,
+            first_seq: self.first_seq,
+            end_seq,
+        }
+    }
+}
+
+/// A closed batch, ready to send.
+#[derive(Debug)]
+pub struct FinishedBatch {
+    buf: Buffer,
+    first_seq: u32,
+    end_seq: u32,
+}
+
+impl FinishedBatch {
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.bytes()
+    }
+
+    /// The message index (0-based, as added) of sequence number `seq`.
+    fn index_of(&self, seq: u32) -> Option<usize> {
+        let off = seq.wrapping_sub(self.first_seq);
+        (off >= 1 && seq != self.end_seq && off < self.end_seq.wrapping_sub(self.first_seq))
+            .then(|| off as usize - 1)
+    }
+}
+
+/// How long to wait for the kernel's answer to a batch. The kernel handles the batch
+/// inside `sendmsg`, so its errors are queued by the time the send returns; this only
+/// bounds a wait that should never happen.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `NETLINK_NETFILTER` socket.
+#[derive(Debug)]
+pub struct NfSocket {
+    socket: Socket,
+    seq: u32,
+    sndbuf: usize,
+}
+
+impl NfSocket {
+    /// Opens a socket in the current network namespace.
+    pub fn open() -> Result<Self, NfnlError> {
+        let err = |op| move |source| NfnlError::Socket { op, source };
+        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(err("open"))?;
+        socket.bind_auto().map_err(err("bind"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(err("connect"))?;
+        socket2::SockRef::from(&socket)
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .map_err(err("set timeout"))?;
+        // Room for many error replies (each carries the refused message back).
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &(8 << 20),
+        );
+        Ok(NfSocket {
+            socket,
+            seq: seed_seq(),
+            sndbuf: 0,
+        })
+    }
+
+    /// Opens a socket inside network namespace `netns` (a name under `/run/netns`):
+    /// a socket stays in the namespace it was created in, so a helper thread enters the
+    /// namespace, opens it and ends.
+    pub fn open_in_netns(netns: &str) -> Result<Self, NfnlError> {
+        let path = format!("/run/netns/{netns}");
+        let name = netns.to_string();
+        std::thread::spawn(move || {
+            let ns_err = |source| NfnlError::Netns {
+                netns: name.clone(),
+                source,
+            };
+            let file = std::fs::File::open(&path).map_err(ns_err)?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| ns_err(io::Error::from(e)))?;
+            NfSocket::open()
+        })
+        .join()
+        .map_err(|_| NfnlError::Netns {
+            netns: netns.to_string(),
+            source: io::Error::other("namespace thread panicked"),
+        })?
+    }
+
+    /// The sequence number the next batch should start at.
+    pub fn next_seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// Sends `batch` (one transaction) and collects the kernel's verdict.
+    pub fn send(&mut self, batch: FinishedBatch) -> Result<(), NfnlError> {
+        self.seq = batch.end_seq.wrapping_add(1);
+        let bytes = batch.bytes();
+        if bytes.len() + 4096 > self.sndbuf {
+            // A batch is one datagram: the send buffer must hold all of it.
+            let want = (bytes.len() + 65536).next_power_of_two();
+            nix::sys::socket::setsockopt(
+                &self.socket,
+                nix::sys::socket::sockopt::SndBufForce,
+                &want,
+            )
+            .map_err(|e| NfnlError::Socket {
+                op: "size the send buffer",
+                source: e.into(),
+            })?;
+            self.sndbuf = want;
+        }
+        self.socket
+            .send(bytes, 0)
+            .map_err(|source| NfnlError::Socket {
+                op: "send the batch",
+                source,
+            })?;
+        self.collect(&batch)
+    }
+
+    /// Reads what the kernel queued for the batch: nothing when it succeeded, one
+    /// error per refused message otherwise.
+    fn collect(&mut self, batch: &FinishedBatch) -> Result<(), NfnlError> {
+        let mut first: Option<NfnlError> = None;
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+        loop {
+            buf.clear();
+            let n = match self.socket.recv(&mut buf, libc_dontwait()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(source) => {
+                    return Err(first.unwrap_or(NfnlError::Socket {
+                        op: "read the replies",
+                        source,
+                    }));
+                }
+            };
+            let n = n.min(buf.len());
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
+                if len < 16 || at + len > n {
+                    break;
+                }
+                if kind == NLMSG_ERROR && len >= 16 + 4 + 16 {
+                    let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
+                    let seq = u32::from_ne_bytes(buf[at + 28..at + 32].try_into().unwrap());
+                    if code != 0 && first.is_none() {
+                        let source = io::Error::from_raw_os_error(-code);
+                        first = Some(match batch.index_of(seq) {
+                            Some(index) => NfnlError::Refused { index, source },
+                            None => NfnlError::Batch(source),
+                        });
+                    }
+                } else if kind == NLMSG_DONE {
+                    break;
+                }
+                at += (len + 3) & !3;
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl AsRawFd for NfSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+fn libc_dontwait() -> i32 {
+    nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits()
+}
+
+/// A starting sequence number that differs between processes (replies are matched by
+/// sequence number; a fresh start avoids confusing a previous run's numbers).
+fn seed_seq() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_secs() as u32).wrapping_mul(2654435761) ^ std::process::id()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_numbers_messages_and_maps_sequence_numbers_back() {
+        let mut b = Batch::new(100, 0);
+        for _ in 0..3 {
+            b.begin(0, 0, 1).put_str(1, "t");
+            b.end();
+        }
+        assert_eq!(b.messages(), 3);
+        let f = b.finish();
+        assert_eq!(f.index_of(100), None, "begin marker");
+        assert_eq!(f.index_of(101), Some(0));
+        assert_eq!(f.index_of(103), Some(2));
+        assert_eq!(f.index_of(104), None, "end marker");
+        // begin (20) + 3 × (20 + 8) + end (20)
+        assert_eq!(f.bytes().len(), 20 + 3 * 28 + 20);
+    }
+}

@@ -1,0 +1,168 @@
+//! The netlink writer against `nft` itself: the same operations, sent once as our
+//! netlink messages and once as `nft -f` text to two network namespaces, must leave the
+//! kernel holding exactly the same ruleset, down to each rule's expressions and
+//! registers (`nft --debug=netlink list ruleset`).
+
+mod conformance;
+mod netns;
+
+use causeway_proxy::backend::Backend;
+use causeway_proxy::backend::nft::{NftBackend, Writer};
+use causeway_proxy::plan::DesiredState;
+
+/// Everything the layout renders: round robin with a draining real, source hashing
+/// with affinity, random choice, UDP, SCTP, IPv6, a service without endpoints.
+fn rich() -> DesiredState {
+    let mut d = conformance::v1();
+    for (k, vs) in conformance::v2().services {
+        d.services.entry(k).or_insert(vs);
+    }
+    let mut sh = d.services.values().next().unwrap().clone();
+    sh.scheduler = "sh".into();
+    sh.affinity = Some(30);
+    sh.reals = [
+        ("198.51.100.21:80".parse().unwrap(), 1),
+        ("198.51.100.22:80".parse().unwrap(), 2),
+        ("198.51.100.23:80".parse().unwrap(), 0),
+    ]
+    .into();
+    d.services.insert(
+        causeway_proxy::plan::VsKey {
+            proto: causeway_shared::model::Protocol::Tcp,
+            addr: "192.0.2.40:80".parse().unwrap(),
+        },
+        sh.clone(),
+    );
+    let mut lc = sh.clone();
+    lc.scheduler = "lc".into();
+    lc.affinity = None;
+    lc.reals = [
+        ("[2001:db8:10::21]:80".parse().unwrap(), 1),
+        ("[2001:db8:10::22]:80".parse().unwrap(), 1),
+    ]
+    .into();
+    d.services.insert(
+        causeway_proxy::plan::VsKey {
+            proto: causeway_shared::model::Protocol::Udp,
+            addr: "[2001:db8:5::40]:53".parse().unwrap(),
+        },
+        lc,
+    );
+    let mut sh6 = sh;
+    sh6.reals = [
+        ("[2001:db8:10::31]:80".parse().unwrap(), 1),
+        ("[2001:db8:10::32]:80".parse().unwrap(), 1),
+    ]
+    .into();
+    d.services.insert(
+        causeway_proxy::plan::VsKey {
+            proto: causeway_shared::model::Protocol::Tcp,
+            addr: "[2001:db8:5::41]:80".parse().unwrap(),
+        },
+        sh6,
+    );
+    d
+}
+
+/// The first differing line of two listings, with the lines before it.
+fn first_difference(ours: &str, theirs: &str) -> Option<String> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), theirs.lines().collect());
+    let at = (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i))?;
+    let from = at.saturating_sub(6);
+    Some(format!(
+        "{}\n-- netlink: {:?}\n-- nft:     {:?}",
+        a[from..at].join("\n"),
+        a.get(at),
+        b.get(at)
+    ))
+}
+
+/// The ruleset, with each run of set elements sorted (a hash set lists its elements in
+/// an order of its own).
+fn listing(ns: &str, debug: bool) -> String {
+    let flag = if debug { "--debug=netlink " } else { "" };
+    let text = netns::run(&format!("ip netns exec {ns} nft {flag}list ruleset"));
+    let mut out: Vec<&str> = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("\telement ") {
+            run.push(line);
+            continue;
+        }
+        run.sort_unstable();
+        out.append(&mut run);
+        out.push(line);
+    }
+    run.sort_unstable();
+    out.append(&mut run);
+    out.join("\n")
+}
+
+fn backend(ns: &str, writer: Writer) -> NftBackend {
+    NftBackend::new("cwnl")
+        .shards(3)
+        .writer(writer)
+        .keep_sources(
+            [
+                "10.128.0.0/14",
+                "10.132.0.0/16",
+                "10.16.0.0/12",
+                "fd00:128::/48",
+            ]
+            .iter()
+            .map(|s| s.parse().unwrap()),
+        )
+        .in_netns(ns)
+}
+
+#[test]
+fn netlink_writer_leaves_the_same_ruleset_as_nft() {
+    let tag = std::process::id();
+    let a = netns::Netns::new(format!("cwp-{tag}-nla"));
+    let b = netns::Netns::new(format!("cwp-{tag}-nlb"));
+    let mut ours = backend(&a.0, Writer::Netlink);
+    let mut theirs = backend(&b.0, Writer::Nft);
+    let steps = [rich(), conformance::v2(), conformance::v3(), rich()];
+    let mut previous: Option<DesiredState> = None;
+    for (i, d) in steps.iter().enumerate() {
+        ours.apply(d, previous.as_ref()).expect("netlink apply");
+        theirs.apply(d, previous.as_ref()).expect("nft apply");
+        for debug in [false, true] {
+            let (x, y) = (listing(&a.0, debug), listing(&b.0, debug));
+            assert!(x.contains("table inet cwnl-2"), "{x}");
+            if let Some(diff) = first_difference(&x, &y) {
+                panic!("step {i} (debug {debug}): netlink writer vs nft differ:\n{diff}");
+            }
+        }
+        previous = Some(d.clone());
+    }
+    // And what the netlink writer left reads back as what was applied.
+    let back = backend(&a.0, Writer::Netlink).read().unwrap();
+    assert_eq!(back.to_desired(|_| None), rich());
+}
+
+#[test]
+fn refused_operations_are_named_and_change_nothing() {
+    let a = netns::Netns::new(format!("cwp-{}-nlerr", std::process::id()));
+    let mut ours = backend(&a.0, Writer::Netlink);
+    ours.apply(&conformance::v3(), None).unwrap();
+    // A partial apply from a wrong idea of the kernel (services that are not there):
+    // the kernel refuses removing them, and the error says which operation it was.
+    let err = ours
+        .apply(&conformance::v2(), Some(&conformance::v1()))
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("nf_tables refused `delete element inet cwnl-"),
+        "{text}"
+    );
+    assert!(text.contains("No such file or directory"), "{text}");
+    // All or nothing: v2's new service was not added either.
+    let after = listing(&a.0, false);
+    assert!(!after.contains("192.0.2.11"), "{after}");
+    // The next (full) apply repairs everything.
+    ours.apply(&conformance::v2(), Some(&conformance::v1()))
+        .unwrap();
+    let back = backend(&a.0, Writer::Netlink).read().unwrap();
+    assert_eq!(back.to_desired(|_| None), conformance::v2());
+}
