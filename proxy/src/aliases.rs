@@ -157,10 +157,16 @@ impl Aliases {
             .try_collect()
             .await?;
         let label = format!("{}:cw", self.interface);
-        let mut added: Vec<IpAddr> = stream::iter(vips.iter().filter(|ip| !present.contains(ip)))
+        // Owned addresses: the future stays `Send` for any caller (a spawned task).
+        let missing: Vec<IpAddr> = vips
+            .iter()
+            .filter(|ip| !present.contains(*ip))
+            .copied()
+            .collect();
+        let mut added: Vec<IpAddr> = stream::iter(missing)
             .map(|ip| {
                 let prefix = if ip.is_ipv4() { 32 } else { 128 };
-                let mut req = self.handle.address().add(index, *ip, prefix);
+                let mut req = self.handle.address().add(index, ip, prefix);
                 let msg = req.message_mut();
                 msg.header.scope = AddressScope::Host;
                 msg.attributes
@@ -177,7 +183,7 @@ impl Aliases {
                     req.execute()
                         .await
                         .map_err(self.nl(format!("add {ip}")))
-                        .map(|()| *ip)
+                        .map(|()| ip)
                 }
             })
             .buffer_unordered(IN_FLIGHT)

@@ -42,6 +42,9 @@ fn owner_of(config: &Config) -> Owner {
     })
 }
 
+/// How long the first programming waits for every remote cluster's first list.
+const FIRST_SYNC_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn choose_backend(config: &Config, owner: &Owner) -> anyhow::Result<Box<dyn Backend>> {
     let ipvs = || {
         let owner = owner.clone();
@@ -114,7 +117,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics,
         owner,
         applied.clone(),
-    );
+    )
+    .hold_first_sync(FIRST_SYNC_HOLD);
     syncer
         .adopt()
         .await

@@ -5,9 +5,12 @@
 //! Each sync: plan the remote clusters from the snapshot; keep the last applied state
 //! of clusters not synced yet (never program from a partial view); keep drained real
 //! servers at weight 0 ([`Drains`]); apply (full, or the difference to the last
-//! successful apply) and, at the same time, make the interface's VIP aliases match.
+//! successful apply); hand the VIP set to the alias task ([`AliasTask`]), which makes
+//! the interface's aliases match on its own time: 10,000 aliases take the kernel seconds
+//! (each address insert walks the interface's addresses and routes), and rules need not
+//! wait for them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::aliases::{AliasError, Aliases};
+use crate::aliases::Aliases;
 use crate::backend::{Backend, BackendError};
 use crate::drain::Drains;
 use crate::metrics::{ClusterLabel, KindLabel, ProxyMetrics};
@@ -35,9 +38,6 @@ pub enum SyncError {
         #[source]
         source: BackendError,
     },
-    /// The VIP aliases could not be set.
-    #[error("aliases: {0}")]
-    Aliases(#[from] AliasError),
     /// The blocking backend task panicked.
     #[error("backend task failed: {0}")]
     Task(String),
@@ -50,7 +50,7 @@ pub type Owner = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
 pub struct Syncer {
     catalog: Arc<Catalog>,
     backend: Arc<Mutex<Box<dyn Backend>>>,
-    aliases: Option<Aliases>,
+    aliases: Option<AliasTask>,
     settings: PlanSettings,
     metrics: ProxyMetrics,
     owner: Owner,
@@ -64,6 +64,10 @@ pub struct Syncer {
     /// The VIPs the aliases were last set to (a partial sync with the same set skips
     /// listing the interface's addresses).
     alias_vips: Option<std::collections::BTreeSet<IpAddr>>,
+    /// Until then, the first programming waits for every remote cluster's first list.
+    hold_until: Option<Instant>,
+    /// A full sync was asked for while holding: the first real sync is full.
+    owe_full: bool,
 }
 
 impl Syncer {
@@ -81,7 +85,7 @@ impl Syncer {
         Syncer {
             catalog,
             backend,
-            aliases,
+            aliases: aliases.map(|a| AliasTask::start(a, metrics.clone())),
             settings,
             metrics,
             owner,
@@ -90,7 +94,17 @@ impl Syncer {
             generations: BTreeMap::new(),
             wake_at: Arc::new(Mutex::new(None)),
             alias_vips: None,
+            hold_until: None,
+            owe_full: false,
         }
+    }
+
+    /// Holds the first programming until every remote cluster has completed its first
+    /// list, for at most `wait` from now (a cluster that never answers delays the others
+    /// by `wait` once, at start).
+    pub fn hold_first_sync(mut self, wait: Duration) -> Self {
+        self.hold_until = Some(Instant::now() + wait);
+        self
     }
 
     fn backend_name(&self) -> &'static str {
@@ -133,9 +147,31 @@ impl Syncer {
         self.sync_inner(req).instrument(span).await
     }
 
-    async fn sync_inner(&mut self, req: SyncRequest) -> Result<(), SyncError> {
+    async fn sync_inner(&mut self, mut req: SyncRequest) -> Result<(), SyncError> {
         let started = Instant::now();
         let snapshot = self.catalog.snapshot();
+        if let Some(deadline) = self.hold_until {
+            let waiting: Vec<&str> = snapshot
+                .clusters
+                .values()
+                .filter(|v| !v.local && !v.status.synced)
+                .map(|v| v.name.as_str())
+                .collect();
+            if !waiting.is_empty() && started < deadline {
+                // One sync with every cluster instead of one per cluster as each list
+                // completes (the kernel keeps what it had meanwhile).
+                self.owe_full |= req.full;
+                tracing::info!(
+                    ?waiting,
+                    "first programming waits for every remote cluster's first list"
+                );
+                let mut wake = self.wake_at.lock().unwrap_or_else(|e| e.into_inner());
+                *wake = Some(wake.map_or(deadline, |t| t.min(deadline)));
+                return Ok(());
+            }
+            self.hold_until = None;
+        }
+        req.full |= std::mem::take(&mut self.owe_full);
         let plan = plan(&snapshot, &self.settings, started);
         for c in &plan.conflicts {
             tracing::warn!(vs = %c.key, kept = %c.kept, dropped = %c.dropped, "two clusters claim one virtual service");
@@ -155,31 +191,17 @@ impl Syncer {
         let backend = self.backend.clone();
         let name = self.backend_name();
         let (d, p, full) = (desired.clone(), previous.clone(), req.full);
-        let apply = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
-            let result = b.apply(&d, if full { None } else { Some(&p) });
-            (result, Instant::now())
-        });
-        // The aliases are set while the backend applies: both are mostly kernel time
-        // (10,000 aliases take the kernel seconds), and neither needs the other first.
-        let vips = desired.vips();
-        let alias_work = self
-            .aliases
-            .as_ref()
-            .filter(|_| req.full || self.alias_vips.as_ref() != Some(&vips));
-        let aliases = async {
-            match alias_work {
-                Some(aliases) => Some(aliases.sync(&vips).await),
-                None => None,
-            }
-        };
-        let (result, alias_result) = tokio::join!(apply, aliases);
-        let (result, applied_at) = result.map_err(|e| SyncError::Task(e.to_string()))?;
+            b.apply(&d, if full { None } else { Some(&p) })
+        })
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?;
+        let applied = started.elapsed();
         let report = match result {
             Ok(r) => r,
             Err(source) => {
                 self.metrics.sync_failures.inc();
-                self.alias_vips = None;
                 return Err(SyncError::Backend {
                     backend: name,
                     source,
@@ -187,24 +209,13 @@ impl Syncer {
             }
         };
         self.applied.store(desired.clone());
-        let applied = applied_at - started;
-        match alias_result {
-            Some(Ok(changes)) => {
-                if !changes.added.is_empty() || !changes.removed.is_empty() {
-                    tracing::debug!(
-                        added = changes.added.len(),
-                        removed = changes.removed.len(),
-                        "aliases changed"
-                    );
-                }
-                self.alias_vips = Some(vips);
+        let vips = desired.vips();
+        if let Some(task) = &self.aliases {
+            // A full sync re-reads the interface even when the set is unchanged.
+            if req.full || self.alias_vips.as_ref() != Some(&vips) {
+                task.want(vips.clone(), req.full);
             }
-            Some(Err(e)) => {
-                self.alias_vips = None;
-                self.metrics.sync_failures.inc();
-                return Err(e.into());
-            }
-            None => {}
+            self.alias_vips = Some(vips);
         }
         let elapsed = started.elapsed();
         self.record(&snapshot, &plan.generations, &desired, req.full, elapsed);
@@ -312,6 +323,75 @@ impl Syncer {
                 async move { me.lock().await.sync(req).await }
             })
             .await;
+    }
+}
+
+/// The task that keeps the interface's aliases at the last VIP set it was given.
+///
+/// The newest set wins (sets handed over while it works are coalesced); a failure is
+/// logged, counted in the sync failures and retried with backoff against the newest set.
+pub struct AliasTask {
+    tx: watch::Sender<(u64, Arc<BTreeSet<IpAddr>>)>,
+}
+
+impl AliasTask {
+    pub fn start(aliases: Aliases, metrics: ProxyMetrics) -> Self {
+        let (tx, rx) = watch::channel((0, Arc::new(BTreeSet::new())));
+        tokio::spawn(Self::run(aliases, metrics, rx));
+        AliasTask { tx }
+    }
+
+    /// Asks for `vips`; `force` re-reads the interface even when nothing changed.
+    pub fn want(&self, vips: BTreeSet<IpAddr>, force: bool) {
+        self.tx.send_modify(|(generation, current)| {
+            if force || **current != vips {
+                *generation += 1;
+                *current = Arc::new(vips);
+            }
+        });
+    }
+
+    async fn run(
+        aliases: Aliases,
+        metrics: ProxyMetrics,
+        mut rx: watch::Receiver<(u64, Arc<BTreeSet<IpAddr>>)>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        // Nothing to do until the first set arrives.
+        if rx.changed().await.is_err() {
+            return;
+        }
+        loop {
+            let (generation, vips) = rx.borrow_and_update().clone();
+            let started = Instant::now();
+            match aliases.sync(&vips).await {
+                Ok(changes) => {
+                    backoff = Duration::from_millis(100);
+                    if !changes.added.is_empty() || !changes.removed.is_empty() {
+                        tracing::info!(
+                            generation,
+                            vips = vips.len(),
+                            added = changes.added.len(),
+                            removed = changes.removed.len(),
+                            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            "aliases synced"
+                        );
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    metrics.sync_failures.inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, "aliases");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        r = rx.changed() => if r.is_err() { return },
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
     }
 }
 

@@ -103,3 +103,46 @@ async fn restart_adopts_and_keeps_unsynced_clusters() {
         "nothing removed while b is not synced"
     );
 }
+
+/// Clusters a (local) and b listed, c not yet.
+fn catalog_without_c() -> Arc<Catalog> {
+    let cat = Catalog::new(["a", "b", "c"], "a");
+    let full = catalog_with(CLUSTER_B).snapshot();
+    for name in ["a", "b"] {
+        let view = full.cluster(name).unwrap();
+        cat.publish(name, view.data.clone(), view.status.clone());
+    }
+    cat
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_programming_waits_for_every_cluster_then_goes_at_once() {
+    let cat = catalog_without_c();
+    let (s, backend, _) = syncer(cat.clone(), FakeBackend::default());
+    let mut s = s.hold_first_sync(Duration::from_secs(5));
+    s.sync(req(true)).await.unwrap();
+    assert!(
+        !dump(&backend).contains("TCP"),
+        "held while c is not listed"
+    );
+    // c lists (empty): everything is programmed in one go.
+    let status = cat.snapshot().cluster("b").unwrap().status.clone();
+    cat.publish("c", Arc::new(Default::default()), status);
+    s.sync(req(false)).await.unwrap();
+    assert!(dump(&backend).contains("TCP  192.0.2.10:80 rr"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_that_never_lists_holds_the_others_only_until_the_deadline() {
+    let (s, backend, _) = syncer(catalog_without_c(), FakeBackend::default());
+    let mut s = s.hold_first_sync(Duration::from_secs(5));
+    s.sync(req(true)).await.unwrap();
+    assert!(!dump(&backend).contains("TCP"));
+    // The deadline is also a timer: the loop wakes up for it.
+    assert!(s.wake_at.lock().unwrap().is_some());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    s.sync(req(false)).await.unwrap();
+    assert!(dump(&backend).contains("TCP  192.0.2.10:80 rr"));
+    // From then on, syncs are not held again.
+    s.sync(req(false)).await.unwrap();
+}
