@@ -166,3 +166,29 @@ fn refused_operations_are_named_and_change_nothing() {
     let back = backend(&a.0, Writer::Netlink).read().unwrap();
     assert_eq!(back.to_desired(|_| None), conformance::v2());
 }
+
+#[test]
+fn a_single_table_of_an_earlier_layout_is_replaced_in_one_transaction() {
+    let tag = std::process::id();
+    let a = netns::Netns::new(format!("cwp-{tag}-nlup"));
+    let fresh = netns::Netns::new(format!("cwp-{tag}-nlfr"));
+    // What an earlier version left: everything in the base table.
+    netns::run(&format!(
+        "ip netns exec {} nft -f - <<'EOF'
+table inet cwnl {{
+  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
+  chain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}
+  chain services {{ ip daddr . meta l4proto . th dport vmap @service-ips; }}
+  chain svc-old {{ counter meta l4proto tcp dnat ip to 198.51.100.99:80; }}
+  chain nat-postrouting {{ type nat hook postrouting priority srcnat; policy accept; masquerade; }}
+}}
+add element inet cwnl service-ips {{ 192.0.2.99 . tcp . 80 : goto svc-old }}
+EOF",
+        a.0
+    ));
+    backend(&a.0, Writer::Netlink).apply(&rich(), None).unwrap();
+    backend(&fresh.0, Writer::Netlink)
+        .apply(&rich(), None)
+        .unwrap();
+    assert_eq!(listing(&a.0, false), listing(&fresh.0, false));
+}
