@@ -8,6 +8,7 @@
 //!
 //! Ranges (RFC 2544 benchmarking): service IPs 198.18.0.0/16, pod IPs 198.19.0.0/16.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_proxy::backend::nft::{TableObjects, render_full, render_partial};
-use causeway_proxy::plan::{PlanSettings, plan};
+use causeway_proxy::drain::Drains;
+use causeway_proxy::plan::{PlanSettings, Planner, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus};
-use causeway_shared::source::parse_objects;
+use causeway_shared::source::{ObjectCache, parse_objects};
 
 const ENDPOINTS_PER_SERVICE: usize = 5;
 
@@ -73,7 +75,18 @@ fn part1(services: usize) {
         connected: true,
         ..Default::default()
     };
-    for (k, c) in clusters.iter().enumerate() {
+    // c1 is read as the file source reads its file: the text with one endpoint changed
+    // shares the `Arc`s of its unchanged objects with the first one.
+    let mut c1_reader = ObjectCache::default();
+    let mut read_c1 = |changed| {
+        let (data, _) = c1_reader
+            .parse(&cluster_yaml(0, per, changed))
+            .expect("bench YAML");
+        Arc::new(data)
+    };
+    let (c1_before, c1_after) = (read_c1(None), read_c1(Some(7)));
+    cat.publish("c1", c1_before.clone(), synced.clone());
+    for (k, c) in clusters.iter().enumerate().skip(1) {
         let (data, _) = parse_objects(&cluster_yaml(k * per, per, None)).expect("bench YAML");
         cat.publish(c, Arc::new(data), synced.clone());
     }
@@ -93,6 +106,55 @@ fn part1(services: usize) {
             .collect(),
     );
     let desired = plans.pop().unwrap();
+    // One endpoint of c1 changes back and forth: each plan walks c1's services and
+    // builds one of them anew; c2 and c3 are reused whole.
+    let mut planner = Planner::default();
+    planner.plan(&snap, &settings, now);
+    let mut rebuilt = 0;
+    let mut changed_plan = None;
+    let t_replan = median(
+        (0..5)
+            .map(|i| {
+                let c1 = if i % 2 == 0 { &c1_after } else { &c1_before };
+                cat.publish("c1", c1.clone(), synced.clone());
+                let snap = cat.snapshot();
+                let t = Instant::now();
+                let p = planner.plan(&snap, &settings, now);
+                let elapsed = t.elapsed();
+                rebuilt = planner.rebuilt();
+                if i % 2 == 0 {
+                    changed_plan = Some(p.desired);
+                }
+                elapsed
+            })
+            .collect(),
+    );
+    let changed_plan = changed_plan.unwrap();
+    assert_eq!(changed_plan.services.len(), desired.services.len());
+    // The rest of a sync's work before the backend: carry-over, drains, VIPs, counts.
+    let t_bookkeeping = median(
+        (0..5)
+            .map(|i| {
+                let (applied, planned) = if i % 2 == 0 {
+                    (&desired, &changed_plan)
+                } else {
+                    (&changed_plan, &desired)
+                };
+                let mut d = planned.clone();
+                let mut drains = Drains::new(Duration::from_secs(30));
+                let t = Instant::now();
+                d.carry_over(applied, &BTreeSet::new());
+                drains.retain(&mut d, applied, now, |_, _| None);
+                let (vips, counts) = (d.vips(), d.counts());
+                let elapsed = t.elapsed();
+                assert_eq!(
+                    (drains.len(), vips.len(), counts.len()),
+                    (1, d.services.len(), 3)
+                );
+                elapsed
+            })
+            .collect(),
+    );
     let mut len = 0;
     let t_render = median(
         (0..5)
@@ -114,6 +176,14 @@ fn part1(services: usize) {
         "plan (median of 5):           {:>8.1} ms  ({} virtual services)",
         ms(t_plan),
         desired.services.len()
+    );
+    println!(
+        "re-plan, one endpoint changed: {:>8.1} ms  (memoized planner, median of 5; {rebuilt} service built anew)",
+        ms(t_replan)
+    );
+    println!(
+        "carry-over, drains, VIPs, counts: {:>5.1} ms  (median of 5)",
+        ms(t_bookkeeping)
     );
     println!(
         "render full (median of 5):    {:>8.1} ms  ({:.1} MB of nft text)",

@@ -36,21 +36,21 @@ impl Drains {
         mut connections: impl FnMut(&VsKey, SocketAddr) -> Option<u32>,
     ) {
         let mut next = BTreeMap::new();
+        // Both maps are sorted by key: one walk pairs them up without a search per key.
+        let mut planned = desired.services.iter_mut().peekable();
         for (key, old) in &applied.services {
-            let Some(new) = desired.services.get_mut(key) else {
+            while planned.next_if(|(k, _)| *k < key).is_some() {}
+            let Some((_, new)) = planned.next_if(|(k, _)| *k == key) else {
                 continue;
             };
-            for real in old.reals.keys() {
-                if new.reals.contains_key(real) {
-                    continue;
-                }
-                let id = (*key, *real);
+            for real in dropped(&old.reals, &new.reals) {
+                let id = (*key, real);
                 let deadline = self.deadlines.get(&id).copied().unwrap_or(now + self.grace);
-                if now >= deadline || connections(key, *real) == Some(0) {
+                if now >= deadline || connections(key, real) == Some(0) {
                     tracing::debug!(vs = %key, %real, "drained real server removed");
                     continue;
                 }
-                new.reals.insert(*real, 0);
+                new.reals.insert(real, 0);
                 next.insert(id, deadline);
             }
         }
@@ -70,3 +70,19 @@ impl Drains {
         self.deadlines.is_empty()
     }
 }
+
+/// The real servers of `old` that `new` does not have (one walk: both are sorted; no
+/// allocation when there are none, the usual case).
+fn dropped(old: &BTreeMap<SocketAddr, u32>, new: &BTreeMap<SocketAddr, u32>) -> Vec<SocketAddr> {
+    let mut kept = new.keys().peekable();
+    old.keys()
+        .filter(|real| {
+            while kept.next_if(|k| k < real).is_some() {}
+            kept.next_if(|k| k == real).is_none()
+        })
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,10 +2,11 @@
 //! shared [`SyncRunner`] (minimum interval, periodic full resync, retry with backoff
 //! that forces a full sync).
 //!
-//! Each sync: plan the remote clusters from the snapshot; keep the last applied state
-//! of clusters not synced yet (never program from a partial view); keep drained real
-//! servers at weight 0 ([`Drains`]); apply (full, or the difference to the last
-//! successful apply) and, at the same time, make the interface's VIP aliases match.
+//! Each sync: plan the remote clusters from the snapshot (the [`Planner`] builds anew
+//! only the Services that changed); keep the last applied state of clusters not synced
+//! yet (never program from a partial view); keep drained real servers at weight 0
+//! ([`Drains`]); apply (full, or the difference to the last successful apply) and, at
+//! the same time, make the interface's VIP aliases match.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,7 +24,7 @@ use crate::aliases::{AliasError, Aliases};
 use crate::backend::{Backend, BackendError};
 use crate::drain::Drains;
 use crate::metrics::{ClusterLabel, KindLabel, ProxyMetrics};
-use crate::plan::{DesiredState, PlanSettings, plan};
+use crate::plan::{DesiredState, PlanSettings, Planner};
 
 /// Why a sync failed (the runner retries with a full sync).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct Syncer {
     backend: Arc<Mutex<Box<dyn Backend>>>,
     aliases: Option<Aliases>,
     settings: PlanSettings,
+    /// Remembers what each Service planned to, so a sync rebuilds only what changed.
+    planner: Planner,
     metrics: ProxyMetrics,
     owner: Owner,
     /// What the last successful apply installed (published for the debug endpoint).
@@ -83,6 +86,7 @@ impl Syncer {
             backend,
             aliases,
             settings,
+            planner: Planner::default(),
             metrics,
             owner,
             applied,
@@ -136,7 +140,7 @@ impl Syncer {
     async fn sync_inner(&mut self, req: SyncRequest) -> Result<(), SyncError> {
         let started = Instant::now();
         let snapshot = self.catalog.snapshot();
-        let plan = plan(&snapshot, &self.settings, started);
+        let plan = self.planner.plan(&snapshot, &self.settings, started);
         for c in &plan.conflicts {
             tracing::warn!(vs = %c.key, kept = %c.kept, dropped = %c.dropped, "two clusters claim one virtual service");
         }
@@ -213,6 +217,7 @@ impl Syncer {
             services = desired.services.len(),
             operations = report.operations,
             draining = self.drains.len(),
+            rebuilt = self.planner.rebuilt(),
             unsynced = plan.unsynced.len(),
             expired = plan.expired.len(),
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,

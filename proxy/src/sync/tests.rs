@@ -103,3 +103,35 @@ async fn restart_adopts_and_keeps_unsynced_clusters() {
         "nothing removed while b is not synced"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_change_to_one_service_replans_that_service_only() {
+    let cat = catalog_with(CLUSTER_B);
+    let (mut s, backend, _) = syncer(cat.clone(), FakeBackend::default());
+    s.sync(req(true)).await.unwrap();
+    assert_eq!(s.planner.rebuilt(), 5);
+
+    // web-1's endpoint .12 becomes .16, published as the sources do: the other objects
+    // keep their `Arc`s.
+    let (changed, _) = causeway_shared::source::parse_objects(
+        &CLUSTER_B.replace("198.51.100.12]", "198.51.100.16]"),
+    )
+    .unwrap();
+    let web1 = changed
+        .slices_of(&causeway_shared::model::ServiceKey::new("demo", "web"))
+        .find(|s| s.name == "web-1")
+        .unwrap()
+        .clone();
+    let view = cat.snapshot().cluster("b").unwrap().clone();
+    let mut data = (*view.data).clone();
+    data.upsert_slice(web1);
+    cat.publish("b", Arc::new(data), view.status);
+    s.sync(req(false)).await.unwrap();
+    assert_eq!(s.planner.rebuilt(), 1);
+    let dump = dump(&backend);
+    assert!(
+        dump.contains("  -> 198.51.100.16:8080           Masq    1")
+            && dump.contains("  -> 198.51.100.12:8080           Masq    0"),
+        "{dump}"
+    );
+}
