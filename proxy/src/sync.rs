@@ -3,10 +3,11 @@
 //! that forces a full sync).
 //!
 //! Each sync: plan the remote clusters from the snapshot (the [`Planner`] builds anew
-//! only the Services that changed); keep the last applied state of clusters not synced
-//! yet (never program from a partial view); keep drained real servers at weight 0
-//! ([`Drains`]); apply (full, or the difference to the last successful apply) and, at
-//! the same time, make the interface's VIP aliases match.
+//! only the Services that changed, and patches the state two syncs old, handed back to
+//! it, rather than copying every virtual service); keep the last applied state of
+//! clusters not synced yet (never program from a partial view); keep drained real
+//! servers at weight 0 ([`Drains`]); apply (full, or the difference to the last
+//! successful apply) and, at the same time, make the interface's VIP aliases match.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -24,7 +25,7 @@ use crate::aliases::{AliasError, Aliases};
 use crate::backend::{Backend, BackendError};
 use crate::drain::Drains;
 use crate::metrics::{ClusterLabel, KindLabel, ProxyMetrics};
-use crate::plan::{DesiredState, PlanSettings, Planner};
+use crate::plan::{DesiredState, PlanSettings, Planner, VsKey};
 
 /// Why a sync failed (the runner retries with a full sync).
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,9 @@ pub struct Syncer {
     owner: Owner,
     /// What the last successful apply installed (published for the debug endpoint).
     applied: Arc<ArcSwap<DesiredState>>,
+    /// The plan the applied state came from and the keys the sync changed in it (carried
+    /// over, drained); None for a state read from the kernel.
+    applied_from: Option<(u64, Vec<VsKey>)>,
     drains: Drains,
     /// Data generation of each cluster at the last successful apply.
     generations: BTreeMap<String, u64>,
@@ -90,6 +94,7 @@ impl Syncer {
             metrics,
             owner,
             applied,
+            applied_from: None,
             drains: Drains::new(grace),
             generations: BTreeMap::new(),
             wake_at: Arc::new(Mutex::new(None)),
@@ -123,6 +128,7 @@ impl Syncer {
         let n = adopted.services.len();
         tracing::info!(backend = name, services = n, "adopted the kernel state");
         self.applied.store(Arc::new(adopted));
+        self.applied_from = None;
         Ok(n)
     }
 
@@ -141,19 +147,34 @@ impl Syncer {
         let started = Instant::now();
         let snapshot = self.catalog.snapshot();
         let plan = self.planner.plan(&snapshot, &self.settings, started);
+        let plan_no = self.planner.plans();
         for c in &plan.conflicts {
             tracing::warn!(vs = %c.key, kept = %c.kept, dropped = %c.dropped, "two clusters claim one virtual service");
         }
         let previous = self.applied.load_full();
         let mut desired = plan.desired;
-        desired.carry_over(&previous, &plan.unsynced);
+        let mut touched = desired.carry_over(&previous, &plan.unsynced);
+        // Where the applied state and the plan can differ: where the plans since its own
+        // changed, and where the sync changed it. Unknown for a state read from the
+        // kernel, or after many failed syncs: drains then look at every virtual service.
+        let differ = self.applied_from.as_ref().and_then(|(from, changed)| {
+            let mut keys = self.planner.changed_since(*from)?;
+            keys.extend_from_slice(changed);
+            keys.sort_unstable();
+            keys.dedup();
+            Some(keys)
+        });
         {
             let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
-            self.drains
-                .retain(&mut desired, &previous, started, |vs, real| {
-                    backend.connections(vs, real)
-                });
+            self.drains.retain(
+                &mut desired,
+                &previous,
+                differ.as_deref(),
+                started,
+                |vs, real| backend.connections(vs, real),
+            );
         }
+        touched.extend(self.drains.services());
         let desired = Arc::new(desired);
         let planned = started.elapsed();
         let backend = self.backend.clone();
@@ -190,7 +211,14 @@ impl Syncer {
                 });
             }
         };
-        self.applied.store(desired.clone());
+        // The state this one replaces is no longer needed: handed back to the planner,
+        // the next plan patches it rather than copying every virtual service.
+        let replaced = self.applied.swap(desired.clone());
+        let replaced_from = self.applied_from.replace((plan_no, touched));
+        drop(previous);
+        if let (Some((from, touched)), Ok(state)) = (replaced_from, Arc::try_unwrap(replaced)) {
+            self.planner.recycle(state, from, touched);
+        }
         let applied = applied_at - started;
         match alias_result {
             Some(Ok(changes)) => {
@@ -217,7 +245,8 @@ impl Syncer {
             services = desired.services.len(),
             operations = report.operations,
             draining = self.drains.len(),
-            rebuilt = self.planner.rebuilt(),
+            rebuilt = self.planner.stats().rebuilt,
+            copied = self.planner.stats().copied,
             unsynced = plan.unsynced.len(),
             expired = plan.expired.len(),
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,

@@ -45,7 +45,7 @@ async fn only_the_real_servers_that_left_a_kept_service_are_drained() {
     ]);
     // 192.0.2.10 goes (with its real server, at once) and 192.0.2.15 arrives; in
     // 192.0.2.20, .11 leaves, .10 (sorted before both) arrives and .12 stays.
-    let mut desired = state(&[
+    let desired = state(&[
         ("192.0.2.15", &[("198.51.100.5:80", 1)]),
         (
             "192.0.2.20",
@@ -53,8 +53,6 @@ async fn only_the_real_servers_that_left_a_kept_service_are_drained() {
         ),
         ("192.0.2.30", &[]),
     ]);
-    let mut drains = Drains::new(Duration::from_secs(30));
-    drains.retain(&mut desired, &applied, Instant::now(), |_, _| None);
     let expected = state(&[
         ("192.0.2.15", &[("198.51.100.5:80", 1)]),
         (
@@ -67,6 +65,44 @@ async fn only_the_real_servers_that_left_a_kept_service_are_drained() {
         ),
         ("192.0.2.30", &[("198.51.100.21:80", 0)]),
     ]);
+    // Every key walked, or only the keys the caller lists as possibly different (all of
+    // them here): the same answer.
+    let keys: Vec<VsKey> = applied
+        .services
+        .keys()
+        .chain(desired.services.keys())
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for differ in [None, Some(&keys[..])] {
+        let mut desired = desired.clone();
+        let mut drains = Drains::new(Duration::from_secs(30));
+        drains.retain(&mut desired, &applied, differ, Instant::now(), |_, _| None);
+        assert_eq!(desired, expected, "differ: {differ:?}");
+        assert_eq!(drains.len(), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_said_not_to_differ_are_not_looked_at() {
+    let applied = state(&[
+        ("192.0.2.20", &[("198.51.100.11:80", 1)]),
+        ("192.0.2.30", &[("198.51.100.21:80", 1)]),
+    ]);
+    let mut desired = state(&[("192.0.2.20", &[]), ("192.0.2.30", &[])]);
+    let only: Vec<VsKey> = desired.services.keys().take(1).copied().collect();
+    let mut drains = Drains::new(Duration::from_secs(30));
+    drains.retain(
+        &mut desired,
+        &applied,
+        Some(&only),
+        Instant::now(),
+        |_, _| None,
+    );
+    let expected = state(&[
+        ("192.0.2.20", &[("198.51.100.11:80", 0)]),
+        ("192.0.2.30", &[]),
+    ]);
     assert_eq!(desired, expected);
-    assert_eq!(drains.len(), 2);
 }

@@ -128,8 +128,9 @@ async fn unsynced_clusters_are_carried_over_and_stale_ones_expire() {
     assert!(p.desired.services.is_empty());
     assert_eq!(p.unsynced.iter().collect::<Vec<_>>(), ["b"]);
     let mut carried = p.desired.clone();
-    carried.carry_over(&before, &p.unsynced);
+    let added = carried.carry_over(&before, &p.unsynced);
     assert_eq!(carried, before);
+    assert!(added.iter().eq(before.services.keys()));
 
     // Disconnected: last-known rules stay until the expiry, then go.
     cat.update_status("b", |s| {
@@ -172,7 +173,7 @@ async fn drained_real_servers_stay_at_weight_zero_until_grace_or_no_connections(
 
     let mut d = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
     assert!(!d.services[&key].reals.contains_key(&real));
-    drains.retain(&mut d, &applied, start, |_, _| None);
+    drains.retain(&mut d, &applied, None, start, |_, _| None);
     assert_eq!(
         d.services[&key].reals.get(&real),
         Some(&0),
@@ -186,20 +187,28 @@ async fn drained_real_servers_stay_at_weight_zero_until_grace_or_no_connections(
     // Still within the grace period, connections unknown: kept.
     let applied = d;
     let mut d = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
-    drains.retain(&mut d, &applied, start + Duration::from_secs(29), |_, _| {
-        None
-    });
+    drains.retain(
+        &mut d,
+        &applied,
+        None,
+        start + Duration::from_secs(29),
+        |_, _| None,
+    );
     assert_eq!(d.services[&key].reals.get(&real), Some(&0));
     // The backend says its connections ended: removed before the deadline.
     let mut d2 = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
-    Drains::new(Duration::from_secs(30)).retain(&mut d2, &applied, start, |_, _| Some(0));
+    Drains::new(Duration::from_secs(30)).retain(&mut d2, &applied, None, start, |_, _| Some(0));
     assert!(!d2.services[&key].reals.contains_key(&real));
     // Past the deadline: removed.
     let applied = d;
     let mut d = plan(&catalog_with(&gone).snapshot(), &settings(), start).desired;
-    drains.retain(&mut d, &applied, start + Duration::from_secs(31), |_, _| {
-        Some(5)
-    });
+    drains.retain(
+        &mut d,
+        &applied,
+        None,
+        start + Duration::from_secs(31),
+        |_, _| Some(5),
+    );
     assert!(!d.services[&key].reals.contains_key(&real));
     assert!(drains.is_empty());
 }
@@ -300,28 +309,54 @@ fn key(addr: &str) -> VsKey {
     }
 }
 
+/// A planner used as the sync loop uses it: each desired state is changed by the caller
+/// (a drained real server kept at weight 0 in the UDP virtual service, when there is
+/// one) and handed back once the next plan's has replaced it.
+#[derive(Default)]
+struct SyncLoop {
+    planner: Planner,
+    /// The last plan's number, its state as changed, and the key changed.
+    applied: Option<(u64, DesiredState, Vec<VsKey>)>,
+}
+
 /// Plans the catalog with the memoized planner and checks the answer against a fresh
 /// plan; returns it with the number of services built anew.
 fn replan(
-    planner: &mut Planner,
+    sync: &mut SyncLoop,
     cat: &causeway_shared::catalog::Catalog,
     now: Instant,
     step: &str,
 ) -> (Plan, usize) {
     let snapshot = cat.snapshot();
-    let memoized = planner.plan(&snapshot, &settings(), now);
+    let memoized = sync.planner.plan(&snapshot, &settings(), now);
     let fresh = plan(&snapshot, &settings(), now);
     assert_eq!(
         memoized, fresh,
         "{step}: the memoized plan differs from a fresh one"
     );
-    (memoized, planner.rebuilt())
+    let mut state = memoized.desired.clone();
+    let touched = match state
+        .services
+        .iter_mut()
+        .find(|(k, _)| k.proto == Protocol::Udp)
+    {
+        Some((key, vs)) => {
+            vs.reals.insert("198.51.100.99:8080".parse().unwrap(), 0);
+            vec![*key]
+        }
+        None => vec![],
+    };
+    let done = sync.applied.replace((sync.planner.plans(), state, touched));
+    if let Some((plan, state, touched)) = done {
+        sync.planner.recycle(state, plan, touched);
+    }
+    (memoized, sync.planner.stats().rebuilt)
 }
 
 #[tokio::test(start_paused = true)]
 async fn memoized_plans_equal_fresh_ones_and_rebuild_only_what_changed() {
     let cat = three_clusters();
-    let mut planner = Planner::default();
+    let mut planner = SyncLoop::default();
     let now = Instant::now();
     let web = key("192.0.2.10:80");
     let api = key("192.0.2.30:80");
@@ -329,6 +364,8 @@ async fn memoized_plans_equal_fresh_ones_and_rebuild_only_what_changed() {
     // b's 5 Services (headless and ExternalName ones too) and c's 1.
     let (first, rebuilt) = replan(&mut planner, &cat, now, "first plan");
     assert_eq!(rebuilt, 6);
+    let copied = planner.planner.stats().copied;
+    assert_eq!(copied, 6, "nothing to patch: every one copied");
     assert_eq!(first.desired.counts()["b"], (5, 8));
     assert_eq!(first.desired.counts()["c"], (1, 1));
 
@@ -349,6 +386,9 @@ async fn memoized_plans_equal_fresh_ones_and_rebuild_only_what_changed() {
     });
     let (p, rebuilt) = replan(&mut planner, &cat, now, "endpoint change");
     assert_eq!(rebuilt, 1);
+    // The state of the plan before last, patched: web's two virtual services (web was
+    // built anew), and the one the caller changed in it.
+    assert_eq!(planner.planner.stats().copied, 3);
     assert!(
         p.desired.services[&web]
             .reals
@@ -509,4 +549,33 @@ async fn conflicts_are_reported_in_plan_order() {
     let taken = |k: &str| p.desired.services[&key(k)].origin.service.to_string();
     assert_eq!(taken("192.0.2.10:80"), "demo/aa");
     assert_eq!(taken("192.0.2.30:80"), "demo/zz");
+}
+
+#[tokio::test]
+async fn a_recycled_state_too_old_to_patch_is_dropped() {
+    let cat = three_clusters();
+    let mut planner = Planner::default();
+    let now = Instant::now();
+    let first = planner.plan(&cat.snapshot(), &settings(), now);
+    let mut stale = first.desired.clone();
+    stale.services.clear();
+    // The state of the last plan, changed at no key: patched with what the next changes.
+    planner.recycle(first.desired, planner.plans(), vec![]);
+    edit(&cat, "c", |d| {
+        upsert_all(
+            d,
+            parsed(&service_yaml("shop", "cart", "192.0.2.50", "198.51.100.51")),
+        )
+    });
+    let p = planner.plan(&cat.snapshot(), &settings(), now);
+    assert_eq!(p, plan(&cat.snapshot(), &settings(), now));
+    assert_eq!(planner.stats().copied, 1);
+    for _ in 0..KEPT_CHANGES {
+        planner.plan(&cat.snapshot(), &settings(), now);
+    }
+    // From the first plan, with all its services gone: too old, every one is copied.
+    planner.recycle(stale, 1, vec![]);
+    let p = planner.plan(&cat.snapshot(), &settings(), now);
+    assert_eq!(p, plan(&cat.snapshot(), &settings(), now));
+    assert_eq!(planner.stats().copied, p.desired.services.len());
 }
