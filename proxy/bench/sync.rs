@@ -8,6 +8,7 @@
 //!
 //! Ranges (RFC 2544 benchmarking): service IPs 198.18.0.0/16, pod IPs 198.19.0.0/16.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,10 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_proxy::backend::nft::{Layout, Tables, ops, render_full, render_partial};
+use causeway_proxy::drain::Drains;
 use causeway_proxy::nfnl::Batch;
-use causeway_proxy::plan::{PlanSettings, plan};
+use causeway_proxy::plan::{PlanSettings, Planner, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus};
-use causeway_shared::source::parse_objects;
+use causeway_shared::source::{ObjectCache, parse_objects};
 
 const ENDPOINTS_PER_SERVICE: usize = 5;
 
@@ -74,7 +76,18 @@ fn part1(services: usize) {
         connected: true,
         ..Default::default()
     };
-    for (k, c) in clusters.iter().enumerate() {
+    // c1 is read as the file source reads its file: the text with one endpoint changed
+    // shares the `Arc`s of its unchanged objects with the first one.
+    let mut c1_reader = ObjectCache::default();
+    let mut read_c1 = |changed| {
+        let (data, _) = c1_reader
+            .parse(&cluster_yaml(0, per, changed))
+            .expect("bench YAML");
+        Arc::new(data)
+    };
+    let (c1_before, c1_after) = (read_c1(None), read_c1(Some(7)));
+    cat.publish("c1", c1_before.clone(), synced.clone());
+    for (k, c) in clusters.iter().enumerate().skip(1) {
         let (data, _) = parse_objects(&cluster_yaml(k * per, per, None)).expect("bench YAML");
         cat.publish(c, Arc::new(data), synced.clone());
     }
@@ -94,6 +107,66 @@ fn part1(services: usize) {
             .collect(),
     );
     let desired = plans.pop().unwrap();
+    // One endpoint of c1 changes back and forth: each plan walks c1's services and
+    // builds one of them anew; c2 and c3 are reused whole. With `recycle`, each state
+    // is handed back to the planner once the next one replaced it, as the sync loop
+    // does (the first two plans fill that pipeline and are not counted).
+    let mut changed_plan = None;
+    let mut replan = |recycle: bool| {
+        let mut planner = Planner::default();
+        let mut held = (0, planner.plan(&snap, &settings, now).desired);
+        let times: Vec<Duration> = (0..7)
+            .map(|i| {
+                let c1 = if i % 2 == 0 { &c1_after } else { &c1_before };
+                cat.publish("c1", c1.clone(), synced.clone());
+                let snap = cat.snapshot();
+                let t = Instant::now();
+                let p = planner.plan(&snap, &settings, now);
+                let elapsed = t.elapsed();
+                if i % 2 == 0 {
+                    changed_plan = Some(p.desired.clone());
+                }
+                let (plan, state) = std::mem::replace(&mut held, (planner.plans(), p.desired));
+                if recycle {
+                    planner.recycle(state, plan, vec![]);
+                }
+                elapsed
+            })
+            .skip(2)
+            .collect();
+        // What the last plan changed, as the sync loop asks the planner for its drains.
+        let differ = planner.changed_since(planner.plans() - 1).unwrap();
+        (median(times), planner.stats(), differ)
+    };
+    let (t_copying, ..) = replan(false);
+    let (t_replan, stats, differ) = replan(true);
+    let changed_plan = changed_plan.unwrap();
+    assert_eq!(changed_plan.services.len(), desired.services.len());
+    // The rest of a sync's work before the backend: carry-over, drains (told where the
+    // plan changed, as the sync loop does), VIPs, counts.
+    let t_bookkeeping = median(
+        (0..5)
+            .map(|i| {
+                let (applied, planned) = if i % 2 == 0 {
+                    (&desired, &changed_plan)
+                } else {
+                    (&changed_plan, &desired)
+                };
+                let mut d = planned.clone();
+                let mut drains = Drains::new(Duration::from_secs(30));
+                let t = Instant::now();
+                d.carry_over(applied, &BTreeSet::new());
+                drains.retain(&mut d, applied, Some(&differ), now, |_, _| None);
+                let (vips, counts) = (d.vips(), d.counts());
+                let elapsed = t.elapsed();
+                assert_eq!(
+                    (drains.len(), vips.len(), counts.len()),
+                    (1, d.services.len(), 3)
+                );
+                elapsed
+            })
+            .collect(),
+    );
     let layout = Layout::new("causeway", 16);
     let mut full = vec![];
     let t_render = median(
@@ -129,6 +202,20 @@ fn part1(services: usize) {
         "plan (median of 5):           {:>8.1} ms  ({} virtual services)",
         ms(t_plan),
         desired.services.len()
+    );
+    println!(
+        "re-plan, one endpoint changed: {:>8.1} ms  (memoized, median of 5; {} service built anew, {} virtual services patched into a state handed back)",
+        ms(t_replan),
+        stats.rebuilt,
+        stats.copied
+    );
+    println!(
+        "  the same, no state handed back: {:>5.1} ms  (every virtual service copied)",
+        ms(t_copying)
+    );
+    println!(
+        "carry-over, drains, VIPs, counts: {:>5.1} ms  (median of 5)",
+        ms(t_bookkeeping)
     );
     println!(
         "render full (median of 5):    {:>8.1} ms  ({} operations; {:.1} MB as nft text)",
@@ -179,13 +266,13 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// `elapsed_ms` of every "synced" log line with `services=<n>`.
-fn synced_lines(log: &Path, services: usize) -> Vec<f64> {
+/// `field` (`elapsed_ms`, `plan_ms`) of every "synced" log line with `services=<n>`.
+fn synced_lines(log: &Path, services: usize, field: &str) -> Vec<f64> {
     let text = strip_ansi(&std::fs::read_to_string(log).unwrap_or_default());
     text.lines()
         .filter(|l| l.contains(" synced ") && l.contains(&format!("services={services} ")))
         .filter_map(|l| {
-            l.split("elapsed_ms=")
+            l.split(&format!(" {field}="))
                 .nth(1)?
                 .split_whitespace()
                 .next()?
@@ -323,7 +410,7 @@ fn part2(services: usize, writer: &str) {
     let pid = child.id();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait("first full sync", Duration::from_secs(300), || {
-            synced_lines(&log, services).first().copied()
+            synced_lines(&log, services, "elapsed_ms").first().copied()
         });
         let first_sync = start.elapsed();
         let (cpu1, _) = proc_stats(pid);
@@ -335,21 +422,27 @@ fn part2(services: usize, writer: &str) {
                 .then_some(())
         });
         let aliases_done = start.elapsed();
-        let syncs_before = strip_ansi(&std::fs::read_to_string(&log).unwrap())
-            .matches(" synced services=")
-            .count();
-        std::thread::sleep(Duration::from_millis(500));
-        // One endpoint of one service of c1 changes.
-        let tmp = dir.path().join("c1.yaml.tmp");
-        std::fs::write(&tmp, cluster_yaml(0, counts[0], Some(7))).unwrap();
-        let t = Instant::now();
-        std::fs::rename(&tmp, dir.path().join("c1.yaml")).unwrap();
-        wait("incremental sync", Duration::from_secs(60), || {
-            let text = strip_ansi(&std::fs::read_to_string(&log).unwrap());
-            (text.matches(" synced services=").count() > syncs_before).then_some(())
-        });
-        let change_wall = t.elapsed();
-        let syncs = synced_lines(&log, services);
+        // One endpoint of one service of c1 changes, then another (the first sync after
+        // the start-up ones shows their transient, the second the steady state).
+        let change = |changed| {
+            let syncs_before = strip_ansi(&std::fs::read_to_string(&log).unwrap())
+                .matches(" synced services=")
+                .count();
+            std::thread::sleep(Duration::from_millis(500));
+            let tmp = dir.path().join("c1.yaml.tmp");
+            std::fs::write(&tmp, cluster_yaml(0, counts[0], Some(changed))).unwrap();
+            let t = Instant::now();
+            std::fs::rename(&tmp, dir.path().join("c1.yaml")).unwrap();
+            wait("incremental sync", Duration::from_secs(60), || {
+                let text = strip_ansi(&std::fs::read_to_string(&log).unwrap());
+                (text.matches(" synced services=").count() > syncs_before).then_some(())
+            });
+            let wall = t.elapsed();
+            let last = |field| *synced_lines(&log, services, field).last().unwrap();
+            (wall, last("elapsed_ms"), last("plan_ms"))
+        };
+        let changes = [change(7), change(8)];
+        let syncs = synced_lines(&log, services, "elapsed_ms");
         let (cpu2, hwm) = proc_stats(pid);
         let latency = programming_latency(&ns.0);
         let chains = Command::new("ip")
@@ -368,11 +461,12 @@ fn part2(services: usize, writer: &str) {
             "all {services} VIP aliases on the interface, from process start: {:>6.0} ms",
             ms(aliases_done)
         );
-        println!(
-            "one endpoint change, file write → applied: {:>6.0} ms (the sync itself {:.1} ms, plan + nft)",
-            ms(change_wall),
-            syncs.last().unwrap_or(&0.0)
-        );
+        for ((wall, sync, plan), which) in changes.iter().zip(["one", "a second"]) {
+            println!(
+                "{which} endpoint change, file write → applied: {:>6.0} ms (the sync itself {sync:.1} ms: plan {plan:.1} ms, then nft)",
+                ms(*wall)
+            );
+        }
         if let Some((sum, count)) = latency {
             println!(
                 "network programming latency (slice seen → applied), mean of {count}: {:.1} ms",

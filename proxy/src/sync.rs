@@ -2,8 +2,10 @@
 //! shared [`SyncRunner`] (minimum interval, periodic full resync, retry with backoff
 //! that forces a full sync).
 //!
-//! Each sync: plan the remote clusters from the snapshot; keep the last applied state
-//! of clusters not synced yet (never program from a partial view); keep drained real
+//! Each sync: plan the remote clusters from the snapshot (the [`Planner`] builds anew
+//! only the Services that changed, and patches the state two syncs old, handed back to
+//! it, rather than copying every virtual service); keep the last applied state of
+//! clusters not synced yet (never program from a partial view); keep drained real
 //! servers at weight 0 ([`Drains`]); apply (full, or the difference to the last
 //! successful apply); hand the VIP set to the alias task ([`AliasTask`]), which makes
 //! the interface's aliases match on its own time: 10,000 aliases take the kernel seconds
@@ -26,7 +28,7 @@ use crate::aliases::Aliases;
 use crate::backend::{Backend, BackendError};
 use crate::drain::Drains;
 use crate::metrics::{ClusterLabel, KindLabel, ProxyMetrics};
-use crate::plan::{DesiredState, PlanSettings, plan};
+use crate::plan::{DesiredState, PlanSettings, Planner, VsKey};
 
 /// Why a sync failed (the runner retries with a full sync).
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +54,15 @@ pub struct Syncer {
     backend: Arc<Mutex<Box<dyn Backend>>>,
     aliases: Option<AliasTask>,
     settings: PlanSettings,
+    /// Remembers what each Service planned to, so a sync rebuilds only what changed.
+    planner: Planner,
     metrics: ProxyMetrics,
     owner: Owner,
     /// What the last successful apply installed (published for the debug endpoint).
     applied: Arc<ArcSwap<DesiredState>>,
+    /// The plan the applied state came from and the keys the sync changed in it (carried
+    /// over, drained); None for a state read from the kernel.
+    applied_from: Option<(u64, Vec<VsKey>)>,
     drains: Drains,
     /// Data generation of each cluster at the last successful apply.
     generations: BTreeMap<String, u64>,
@@ -87,9 +94,11 @@ impl Syncer {
             backend,
             aliases: aliases.map(|a| AliasTask::start(a, metrics.clone())),
             settings,
+            planner: Planner::default(),
             metrics,
             owner,
             applied,
+            applied_from: None,
             drains: Drains::new(grace),
             generations: BTreeMap::new(),
             wake_at: Arc::new(Mutex::new(None)),
@@ -133,6 +142,7 @@ impl Syncer {
         let n = adopted.services.len();
         tracing::info!(backend = name, services = n, "adopted the kernel state");
         self.applied.store(Arc::new(adopted));
+        self.applied_from = None;
         Ok(n)
     }
 
@@ -172,20 +182,35 @@ impl Syncer {
             self.hold_until = None;
         }
         req.full |= std::mem::take(&mut self.owe_full);
-        let plan = plan(&snapshot, &self.settings, started);
+        let plan = self.planner.plan(&snapshot, &self.settings, started);
+        let plan_no = self.planner.plans();
         for c in &plan.conflicts {
             tracing::warn!(vs = %c.key, kept = %c.kept, dropped = %c.dropped, "two clusters claim one virtual service");
         }
         let previous = self.applied.load_full();
         let mut desired = plan.desired;
-        desired.carry_over(&previous, &plan.unsynced);
+        let mut touched = desired.carry_over(&previous, &plan.unsynced);
+        // Where the applied state and the plan can differ: where the plans since its own
+        // changed, and where the sync changed it. Unknown for a state read from the
+        // kernel, or after many failed syncs: drains then look at every virtual service.
+        let differ = self.applied_from.as_ref().and_then(|(from, changed)| {
+            let mut keys = self.planner.changed_since(*from)?;
+            keys.extend_from_slice(changed);
+            keys.sort_unstable();
+            keys.dedup();
+            Some(keys)
+        });
         {
             let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
-            self.drains
-                .retain(&mut desired, &previous, started, |vs, real| {
-                    backend.connections(vs, real)
-                });
+            self.drains.retain(
+                &mut desired,
+                &previous,
+                differ.as_deref(),
+                started,
+                |vs, real| backend.connections(vs, real),
+            );
         }
+        touched.extend(self.drains.services());
         let desired = Arc::new(desired);
         let planned = started.elapsed();
         let backend = self.backend.clone();
@@ -208,7 +233,14 @@ impl Syncer {
                 });
             }
         };
-        self.applied.store(desired.clone());
+        // The state this one replaces is no longer needed: handed back to the planner,
+        // the next plan patches it rather than copying every virtual service.
+        let replaced = self.applied.swap(desired.clone());
+        let replaced_from = self.applied_from.replace((plan_no, touched));
+        drop(previous);
+        if let (Some((from, touched)), Ok(state)) = (replaced_from, Arc::try_unwrap(replaced)) {
+            self.planner.recycle(state, from, touched);
+        }
         let vips = desired.vips();
         if let Some(task) = &self.aliases {
             // A full sync re-reads the interface even when the set is unchanged.
@@ -224,6 +256,8 @@ impl Syncer {
             services = desired.services.len(),
             operations = report.operations,
             draining = self.drains.len(),
+            rebuilt = self.planner.stats().rebuilt,
+            copied = self.planner.stats().copied,
             unsynced = plan.unsynced.len(),
             expired = plan.expired.len(),
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,

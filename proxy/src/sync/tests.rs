@@ -146,3 +146,66 @@ async fn a_cluster_that_never_lists_holds_the_others_only_until_the_deadline() {
     // From then on, syncs are not held again.
     s.sync(req(false)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_change_to_one_service_replans_that_service_only() {
+    let cat = catalog_with(CLUSTER_B);
+    let (mut s, backend, _) = syncer(cat.clone(), FakeBackend::default());
+    s.sync(req(true)).await.unwrap();
+    s.sync(req(false)).await.unwrap();
+    let all = s.applied().services.len();
+    assert_eq!(s.planner.stats().copied, all, "no state handed back yet");
+
+    // web-1's endpoint .12 becomes .16, published as the sources do: the other objects
+    // keep their `Arc`s.
+    let (changed, _) = causeway_shared::source::parse_objects(
+        &CLUSTER_B.replace("198.51.100.12]", "198.51.100.16]"),
+    )
+    .unwrap();
+    let web1 = changed
+        .slices_of(&causeway_shared::model::ServiceKey::new("demo", "web"))
+        .find(|s| s.name == "web-1")
+        .unwrap()
+        .clone();
+    let view = cat.snapshot().cluster("b").unwrap().clone();
+    let mut data = (*view.data).clone();
+    data.upsert_slice(web1);
+    cat.publish("b", Arc::new(data), view.status);
+    s.sync(req(false)).await.unwrap();
+    // web alone is built anew, and only its two virtual services are copied into the
+    // state of the first sync, handed back to the planner.
+    let stats = s.planner.stats();
+    assert_eq!((stats.rebuilt, stats.copied), (1, 2));
+    let kernel = dump(&backend);
+    assert!(
+        kernel.contains("  -> 198.51.100.16:8080           Masq    1")
+            && kernel.contains("  -> 198.51.100.12:8080           Masq    0"),
+        "{kernel}"
+    );
+
+    // Syncs with nothing changed keep draining it: the applied state's drain is where
+    // it and the plan differ.
+    for _ in 0..2 {
+        s.sync(req(false)).await.unwrap();
+        let kernel = dump(&backend);
+        assert!(
+            kernel.contains("  -> 198.51.100.12:8080           Masq    0"),
+            "{kernel}"
+        );
+    }
+
+    // The drained server goes after the grace period; the states handed back carry the
+    // drain of the syncs they come from, and are patched where it was.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    for _ in 0..3 {
+        s.sync(req(false)).await.unwrap();
+        let kernel = dump(&backend);
+        assert!(
+            kernel.contains("  -> 198.51.100.16:8080           Masq    1")
+                && !kernel.contains("198.51.100.12:8080"),
+            "{kernel}"
+        );
+        let fresh = crate::plan::plan(&cat.snapshot(), &s.settings, Instant::now());
+        assert_eq!(*s.applied(), fresh.desired);
+    }
+}
