@@ -183,7 +183,7 @@ fn part1(services: usize) {
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                let mut batch = Batch::new(1, full.len() * 320);
+                let mut batch = Batch::new(1, full.len() * 448);
                 ops::encode(&full, &mut batch);
                 bytes = batch.finish().bytes().len();
                 t.elapsed()
@@ -352,9 +352,75 @@ impl Drop for Ns {
     }
 }
 
-fn part2(services: usize, writer: &str) {
+/// Three test API servers (one per remote cluster) on 127.0.0.1 inside network namespace
+/// `ns`, served by a thread of their own; objects are applied to them through `apply`.
+struct ApiServers {
+    apply: tokio::sync::mpsc::UnboundedSender<(usize, serde_json::Value)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApiServers {
+    /// Starts the servers, loads services `ranges[k]` (first, count) into server k and
+    /// writes `c{k+1}.kubeconfig`.
+    fn start(ns: &str, dir: &Path, ranges: Vec<(usize, usize)>) -> Self {
+        use causeway_tests::apiserver::{TestApiServer, objects_from_yaml};
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, serde_json::Value)>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = format!("/run/netns/{ns}");
+        let dir = dir.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            use nix::sched::{CloneFlags, setns};
+            setns(std::fs::File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut servers = vec![];
+                for (k, (first, count)) in ranges.into_iter().enumerate() {
+                    let server = TestApiServer::start().await;
+                    // In chunks: the YAML reader caps the nodes of one text.
+                    for at in (first..first + count).step_by(500) {
+                        let text = cluster_yaml(at, 500.min(first + count - at), None);
+                        for o in objects_from_yaml(&text, "bench").unwrap() {
+                            server.apply(&o).unwrap();
+                        }
+                    }
+                    let context = format!("c{}", k + 1);
+                    server
+                        .write_kubeconfig(&dir.join(format!("{context}.kubeconfig")), &context)
+                        .unwrap();
+                    servers.push(server);
+                }
+                ready_tx.send(()).unwrap();
+                while let Some((k, o)) = rx.recv().await {
+                    servers[k].apply(&o).unwrap();
+                }
+            });
+        });
+        ready_rx.recv().expect("API servers started");
+        ApiServers {
+            apply: tx,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ApiServers {
+    fn drop(&mut self) {
+        let (tx, _) = tokio::sync::mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.apply, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `source`: `file` (the YAML files the file source watches) or `api` (test API servers,
+/// watched through the Kubernetes client like a real cluster).
+fn part2(services: usize, writer: &str, source: &str) {
     println!(
-        "\n== causeway-proxy in a namespace, {services} services / {} endpoints, 3 remote clusters (file sources), nftWriter: {writer}",
+        "\n== causeway-proxy in a namespace, {services} services / {} endpoints, 3 remote clusters ({source} sources), nftWriter: {writer}",
         services * ENDPOINTS_PER_SERVICE
     );
     let dir = tempfile::tempdir().unwrap();
@@ -378,7 +444,14 @@ fn part2(services: usize, writer: &str) {
         "cluster: a\nclusters:\n- name: a\n  serviceCIDRs: [10.2.0.0/16]\n  source: {file: a.yaml}\n",
     );
     for k in 1..=3 {
-        let _ = write!(config, "- name: c{k}\n  source: {{file: c{k}.yaml}}\n");
+        if source == "api" {
+            let _ = write!(
+                config,
+                "- name: c{k}\n  source: {{kubeconfig: c{k}.kubeconfig}}\n"
+            );
+        } else {
+            let _ = write!(config, "- name: c{k}\n  source: {{file: c{k}.yaml}}\n");
+        }
     }
     let _ = write!(
         config,
@@ -391,6 +464,14 @@ fn part2(services: usize, writer: &str) {
         "ip netns add {0} && ip -n {0} link set lo up && ip -n {0} link add br0 type bridge && ip -n {0} link set br0 up",
         ns.0
     ));
+    let api = (source == "api").then(|| {
+        let ranges = vec![
+            (0, counts[0]),
+            (counts[0], counts[1]),
+            (counts[0] + counts[1], counts[2]),
+        ];
+        ApiServers::start(&ns.0, dir.path(), ranges)
+    });
     let log = dir.path().join("proxy.log");
     let start = Instant::now();
     let mut child = Command::new("ip")
@@ -429,10 +510,27 @@ fn part2(services: usize, writer: &str) {
                 .matches(" synced services=")
                 .count();
             std::thread::sleep(Duration::from_millis(500));
-            let tmp = dir.path().join("c1.yaml.tmp");
-            std::fs::write(&tmp, cluster_yaml(0, counts[0], Some(changed))).unwrap();
-            let t = Instant::now();
-            std::fs::rename(&tmp, dir.path().join("c1.yaml")).unwrap();
+            let t = match &api {
+                Some(api) => {
+                    // The one EndpointSlice that changes, as a controller would write it.
+                    let text = cluster_yaml(changed, 1, Some(changed));
+                    let slice = causeway_tests::apiserver::objects_from_yaml(&text, "bench")
+                        .unwrap()
+                        .into_iter()
+                        .find(|o| o["kind"] == "EndpointSlice")
+                        .unwrap();
+                    let t = Instant::now();
+                    api.apply.send((0, slice)).unwrap();
+                    t
+                }
+                None => {
+                    let tmp = dir.path().join("c1.yaml.tmp");
+                    std::fs::write(&tmp, cluster_yaml(0, counts[0], Some(changed))).unwrap();
+                    let t = Instant::now();
+                    std::fs::rename(&tmp, dir.path().join("c1.yaml")).unwrap();
+                    t
+                }
+            };
             wait("incremental sync", Duration::from_secs(60), || {
                 let text = strip_ansi(&std::fs::read_to_string(&log).unwrap());
                 (text.matches(" synced services=").count() > syncs_before).then_some(())
@@ -463,7 +561,7 @@ fn part2(services: usize, writer: &str) {
         );
         for ((wall, sync, plan), which) in changes.iter().zip(["one", "a second"]) {
             println!(
-                "{which} endpoint change, file write → applied: {:>6.0} ms (the sync itself {sync:.1} ms: plan {plan:.1} ms, then nft)",
+                "{which} endpoint change, written → applied: {:>6.0} ms (the sync itself {sync:.1} ms: plan {plan:.1} ms, then nft)",
                 ms(*wall)
             );
         }
@@ -483,7 +581,7 @@ fn part2(services: usize, writer: &str) {
     let _ = child.wait();
     let _ = std::fs::copy(
         &log,
-        std::env::temp_dir().join(format!("causeway-proxy-bench-{writer}.log")),
+        std::env::temp_dir().join(format!("causeway-proxy-bench-{writer}-{source}.log")),
     );
     if let Err(e) = r {
         eprintln!(
@@ -542,8 +640,9 @@ fn main() {
     if only_plan {
         return;
     }
-    part2(10_000, "netlink");
-    part2(10_000, "nft");
+    part2(10_000, "netlink", "api");
+    part2(10_000, "netlink", "file");
+    part2(10_000, "nft", "file");
     println!(
         "\nPublished kube-proxy figures (see proxy/README.md for sources):
   iptables mode, time to add one rule: 5,000 services 11 min, 20,000 services 5 h;

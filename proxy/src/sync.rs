@@ -75,6 +75,7 @@ pub struct Syncer {
     hold_until: Option<Instant>,
     /// A full sync was asked for while holding: the first real sync is full.
     owe_full: bool,
+    hold_logged: bool,
 }
 
 impl Syncer {
@@ -105,6 +106,7 @@ impl Syncer {
             alias_vips: None,
             hold_until: None,
             owe_full: false,
+            hold_logged: false,
         }
     }
 
@@ -171,10 +173,16 @@ impl Syncer {
                 // One sync with every cluster instead of one per cluster as each list
                 // completes (the kernel keeps what it had meanwhile).
                 self.owe_full |= req.full;
-                tracing::info!(
-                    ?waiting,
-                    "first programming waits for every remote cluster's first list"
-                );
+                if !self.hold_logged {
+                    self.hold_logged = true;
+                    tracing::info!(
+                        ?waiting,
+                        until_ms = (deadline - started).as_millis() as u64,
+                        "first programming waits for every remote cluster's first list"
+                    );
+                } else {
+                    tracing::debug!(?waiting, "still waiting for first lists");
+                }
                 let mut wake = self.wake_at.lock().unwrap_or_else(|e| e.into_inner());
                 *wake = Some(wake.map_or(deadline, |t| t.min(deadline)));
                 return Ok(());
