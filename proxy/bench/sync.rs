@@ -1,5 +1,6 @@
 //! Sync benchmark of causeway-proxy (nftables backend). `cargo bench -p causeway-proxy --bench sync`
-//! (root and `nft` needed for part 2; part 1 runs anywhere).
+//! (root and `nft` needed for part 2; part 1 runs anywhere). `-- plan`: part 1 only;
+//! `-- api`: part 1 and the API-server run of part 2 only.
 //!
 //! 1. Planner + nft render alone, in process: 30,000 services / 150,000 endpoints.
 //! 2. The real binary in a network namespace, file sources: 10,000 services / 50,000
@@ -641,6 +642,9 @@ fn main() {
         return;
     }
     part2(10_000, "netlink", "api");
+    if std::env::args().any(|a| a == "api") {
+        return;
+    }
     part2(10_000, "netlink", "file");
     part2(10_000, "nft", "file");
     println!(

@@ -65,10 +65,10 @@ use ops::{Hook, Op, Stmt};
 /// Mark bit set on connections we DNAT, masqueraded (and cleared) in nat-postrouting.
 pub const MASQ_MARK: u32 = 0x8000;
 
-/// Netlink bytes per operation, on average over a full sync (a little above the 420
-/// measured): the batch buffer is sized once, since doubling a 30 MB buffer would hold
-/// both copies at the peak.
-const BYTES_PER_OP: usize = 448;
+/// Netlink bytes per virtual service in a full sync (a little above the 2,950 measured
+/// with 5 endpoints each): the batch buffer is sized once, since doubling a 30 MB buffer
+/// would hold both copies at the peak.
+const BYTES_PER_SERVICE: usize = 3072;
 
 /// Service tables unless configured otherwise.
 pub const DEFAULT_SHARDS: usize = 16;
@@ -118,6 +118,9 @@ pub struct TableObjects {
 
 /// Our tables and what each holds.
 pub type Tables = BTreeMap<String, TableObjects>;
+
+/// Where rendered operations go, one at a time (a list, or the netlink encoder).
+pub type Sink<'a> = dyn FnMut(Op) + 'a;
 
 /// Chains and maps of a service table: always present, never deleted.
 const SHARD_CHAINS: &[&str] = &["nat-prerouting", "nat-output", "services"];
@@ -289,48 +292,16 @@ impl NftBackend {
         })
     }
 
-    /// Sends `ops` as one transaction.
-    fn send(&mut self, ops: &[Op]) -> Result<(), NftError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        if self.writer == Writer::Nft {
-            self.run("apply", &["-f", "-"], Some(&ops::script(ops)))?;
-            return Ok(());
-        }
-        let netlink_err = |source| NftError::Netlink {
-            operations: ops.len(),
-            source,
-        };
+    /// The netlink socket, opened on first use (in the namespace, if one is set).
+    fn socket(&mut self) -> Result<&mut NfSocket, NfnlError> {
         if self.socket.is_none() {
             let socket = match &self.netns {
-                Some(ns) => NfSocket::open_in_netns(ns),
-                None => NfSocket::open(),
+                Some(ns) => NfSocket::open_in_netns(ns)?,
+                None => NfSocket::open()?,
             };
-            self.socket = Some(socket.map_err(netlink_err)?);
+            self.socket = Some(socket);
         }
-        let socket = self.socket.as_mut().expect("opened above");
-        let mut batch = Batch::new(socket.next_seq(), ops.len() * BYTES_PER_OP);
-        let owner = ops::encode(ops, &mut batch);
-        match socket.send(batch.finish()) {
-            Ok(()) => Ok(()),
-            Err(source @ NfnlError::Refused { index, .. }) => {
-                let mut op = String::new();
-                if let Some(o) = owner.get(index).and_then(|i| ops.get(*i)) {
-                    o.text(&mut op);
-                }
-                Err(NftError::Refused {
-                    op: op.trim_end().to_string(),
-                    source,
-                })
-            }
-            Err(e @ NfnlError::Socket { .. }) => {
-                // A fresh socket next time.
-                self.socket = None;
-                Err(netlink_err(e))
-            }
-            Err(e) => Err(netlink_err(e)),
-        }
+        Ok(self.socket.as_mut().expect("opened above"))
     }
 
     fn apply_inner(
@@ -340,26 +311,96 @@ impl NftBackend {
     ) -> Result<ApplyReport, NftError> {
         // `known` is taken: a failure below leaves it unset, so the next apply lists the
         // kernel's ruleset first.
-        let (ops, mut tables) = match (previous, self.known.take()) {
-            (Some(prev), Some(known)) => (render_partial(&self.layout, prev, desired), known),
+        let (previous, existing) = match (previous, self.known.take()) {
+            (Some(prev), Some(known)) => (Some(prev), known),
             (_, known) => {
                 let existing = match known {
                     Some(k) => k,
                     None => parse_listing(&self.layout, &self.list()?).1,
                 };
-                let ops = render_full(&self.layout, &self.keep, desired, &existing);
-                (ops, existing)
+                (None, existing)
             }
         };
-        if tracing::enabled!(tracing::Level::TRACE) {
-            tracing::trace!(table = %self.layout.base, script = %ops::script(&ops), "nft transaction");
-        }
-        self.send(&ops)?;
-        track(&mut tables, &ops);
+        let (layout, keep) = (self.layout.clone(), self.keep.clone());
+        let render = |out: &mut Sink| match previous {
+            Some(prev) => render_partial_into(&layout, prev, desired, out),
+            None => render_full_into(&layout, &keep, desired, &existing, out),
+        };
+        let mut tables = existing.clone();
+        let operations = match self.writer {
+            Writer::Nft => {
+                let mut ops = Vec::new();
+                render(&mut |op| ops.push(op));
+                if !ops.is_empty() {
+                    self.run("apply", &["-f", "-"], Some(&ops::script(&ops)))?;
+                }
+                track(&mut tables, &ops);
+                ops.len()
+            }
+            Writer::Netlink => {
+                self.send_netlink(desired, previous.is_none(), &render, &mut tables)?
+            }
+        };
         self.known = Some(tables);
-        Ok(ApplyReport {
-            operations: ops.len(),
-        })
+        Ok(ApplyReport { operations })
+    }
+
+    /// Encodes what `render` makes straight into one netlink batch (no list of
+    /// operations is kept: at 10,000 services that list alone is tens of MB), tracks it
+    /// into `tables`, and sends it. Returns the number of operations.
+    fn send_netlink(
+        &mut self,
+        desired: &DesiredState,
+        full: bool,
+        render: &dyn Fn(&mut Sink),
+        tables: &mut Tables,
+    ) -> Result<usize, NftError> {
+        let netlink_err = |operations, source| NftError::Netlink { operations, source };
+        let socket = self.socket().map_err(|e| netlink_err(0, e))?;
+        // Sized once for a full sync: doubling a 30 MB buffer would hold both copies.
+        let capacity = if full {
+            desired.services.len() * BYTES_PER_SERVICE + 65536
+        } else {
+            65536
+        };
+        let mut batch = Batch::new(socket.next_seq(), capacity);
+        // For each message, the operation it belongs to (to name a refused one).
+        let mut owner: Vec<u32> = Vec::new();
+        let mut count = 0usize;
+        render(&mut |op| {
+            ops::encode(std::slice::from_ref(&op), &mut batch);
+            owner.resize(batch.messages(), count as u32);
+            track(tables, std::slice::from_ref(&op));
+            count += 1;
+        });
+        if count == 0 {
+            return Ok(0);
+        }
+        match socket.send(batch.finish()) {
+            Ok(()) => Ok(count),
+            Err(source @ NfnlError::Refused { index, .. }) => {
+                // Rendering is deterministic: render again to name the operation.
+                let wanted = owner.get(index).map(|i| *i as usize);
+                let mut op = String::new();
+                let mut at = 0usize;
+                render(&mut |o| {
+                    if Some(at) == wanted {
+                        o.text(&mut op);
+                    }
+                    at += 1;
+                });
+                Err(NftError::Refused {
+                    op: op.trim_end().to_string(),
+                    source,
+                })
+            }
+            Err(e @ NfnlError::Socket { .. }) => {
+                // A fresh socket next time.
+                self.socket = None;
+                Err(netlink_err(count, e))
+            }
+            Err(e) => Err(netlink_err(count, e)),
+        }
     }
 }
 
@@ -515,7 +556,7 @@ fn svc_comment(key: &VsKey, vs: &VirtualServer) -> String {
 /// Appends the operations creating one virtual service's chain, sets and rules in
 /// table `t`. `fresh`: the chain is known to be empty (after `flush table`), so no
 /// `flush chain`.
-fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh: bool) {
+fn render_vs(ops: &mut Sink, t: &str, key: &VsKey, vs: &VirtualServer, fresh: bool) {
     let v6 = key.addr.is_ipv6();
     let vs_hash = names::vs_hash(key);
     let svc = names::service_chain(key, &vs.origin);
@@ -525,19 +566,19 @@ fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh:
         stmts,
         comment: Some(comment),
     };
-    ops.push(Op::AddChain {
+    ops(Op::AddChain {
         table: t.to_string(),
         chain: svc.clone(),
         hook: None,
     });
     if !fresh {
-        ops.push(Op::FlushChain {
+        ops(Op::FlushChain {
             table: t.to_string(),
             chain: svc.clone(),
         });
     }
     // Every connection entering the chain is marked for masquerade once, here.
-    ops.push(rule(
+    ops(rule(
         vec![Stmt::Counter, Stmt::MarkOr(MASQ_MARK)],
         svc_comment(key, vs),
     ));
@@ -559,7 +600,7 @@ fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh:
     for (real, weight) in &vs.reals {
         if let Some(timeout) = vs.affinity {
             let set = names::affinity_set(key, *real);
-            ops.push(Op::AddAffinitySet {
+            ops(Op::AddAffinitySet {
                 table: t.to_string(),
                 set: set.clone(),
                 v6,
@@ -567,7 +608,7 @@ fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh:
             });
             if *weight > 0 {
                 // Clients seen recently go back to the same real server.
-                ops.push(dnat(vec![Stmt::SaddrIn { v6, set }], real, *weight));
+                ops(dnat(vec![Stmt::SaddrIn { v6, set }], real, *weight));
             }
         }
         for _ in 0..(*weight).min(MAX_SLOTS) {
@@ -604,12 +645,12 @@ fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh:
                 modulus: n - i,
             }],
         };
-        ops.push(dnat(pick, real, *weight));
+        ops(dnat(pick, real, *weight));
     }
     // Draining (weight 0) real servers get no slot; a rule after the last slot, never
     // reached while any slot exists, keeps them in the table's own record.
     for (real, _) in vs.reals.iter().filter(|(_, w)| **w == 0) {
-        ops.push(rule(
+        ops(rule(
             vec![Stmt::Counter],
             format!("cw:ep vs={vs_hash} w=0 to={real}"),
         ));
@@ -617,7 +658,7 @@ fn render_vs(ops: &mut Vec<Op>, t: &str, key: &VsKey, vs: &VirtualServer, fresh:
 }
 
 /// The base table: masquerade what we DNATed (marked), except `keep` sources.
-fn render_base(ops: &mut Vec<Op>, t: &str, keep: &[IpNet]) {
+fn render_base(ops: &mut Sink, t: &str, keep: &[IpNet]) {
     let table = || t.to_string();
     let rule = |stmts: Vec<Stmt>| Op::AddRule {
         table: table(),
@@ -625,50 +666,50 @@ fn render_base(ops: &mut Vec<Op>, t: &str, keep: &[IpNet]) {
         stmts,
         comment: None,
     };
-    ops.push(Op::AddTable { table: table() });
-    ops.push(Op::FlushTable { table: table() });
-    ops.push(Op::AddChain {
+    ops(Op::AddTable { table: table() });
+    ops(Op::FlushTable { table: table() });
+    ops(Op::AddChain {
         table: table(),
         chain: BASE_CHAIN.to_string(),
         hook: Some(Hook::Postrouting),
     });
-    ops.push(rule(vec![Stmt::MarkClear(MASQ_MARK), Stmt::Return]));
-    ops.push(rule(vec![Stmt::MarkXor(MASQ_MARK)]));
+    ops(rule(vec![Stmt::MarkClear(MASQ_MARK), Stmt::Return]));
+    ops(rule(vec![Stmt::MarkXor(MASQ_MARK)]));
     for net in keep {
-        ops.push(rule(vec![Stmt::Saddr(net.trunc()), Stmt::Return]));
+        ops(rule(vec![Stmt::Saddr(net.trunc()), Stmt::Return]));
     }
-    ops.push(rule(vec![Stmt::Masquerade]));
+    ops(rule(vec![Stmt::Masquerade]));
 }
 
 /// A service table's base chains, maps and dispatch rules (after `flush table`).
-fn render_shard_skeleton(ops: &mut Vec<Op>, t: &str) {
+fn render_shard_skeleton(ops: &mut Sink, t: &str) {
     let table = || t.to_string();
-    ops.push(Op::AddTable { table: table() });
-    ops.push(Op::FlushTable { table: table() });
+    ops(Op::AddTable { table: table() });
+    ops(Op::FlushTable { table: table() });
     for (chain, hook) in [
         ("nat-prerouting", Some(Hook::Prerouting)),
         ("nat-output", Some(Hook::Output)),
         ("services", None),
     ] {
-        ops.push(Op::AddChain {
+        ops(Op::AddChain {
             table: table(),
             chain: chain.to_string(),
             hook,
         });
     }
     for (map, v6) in [("service-ips", false), ("service-ips6", true)] {
-        ops.push(Op::AddMap {
+        ops(Op::AddMap {
             table: table(),
             map: map.to_string(),
             v6,
         });
-        ops.push(Op::FlushMap {
+        ops(Op::FlushMap {
             table: table(),
             map: map.to_string(),
         });
     }
     for chain in ["nat-prerouting", "nat-output"] {
-        ops.push(Op::AddRule {
+        ops(Op::AddRule {
             table: table(),
             chain: chain.to_string(),
             stmts: vec![Stmt::Jump("services".to_string())],
@@ -676,7 +717,7 @@ fn render_shard_skeleton(ops: &mut Vec<Op>, t: &str) {
         });
     }
     for (map, v6) in [("service-ips", false), ("service-ips6", true)] {
-        ops.push(Op::AddRule {
+        ops(Op::AddRule {
             table: table(),
             chain: "services".to_string(),
             stmts: vec![Stmt::Vmap {
@@ -690,7 +731,7 @@ fn render_shard_skeleton(ops: &mut Vec<Op>, t: &str) {
 
 /// Map elements, by table and map, in chunks of at most 1,000.
 fn render_elements<'a>(
-    ops: &mut Vec<Op>,
+    ops: &mut Sink,
     layout: &Layout,
     services: impl Iterator<Item = (&'a VsKey, &'a VirtualServer)>,
 ) {
@@ -703,7 +744,7 @@ fn render_elements<'a>(
     }
     for ((table, map), elements) in by_map {
         for chunk in elements.chunks(1000) {
-            ops.push(Op::AddElements {
+            ops(Op::AddElements {
                 table: table.clone(),
                 map: map.to_string(),
                 elements: chunk.to_vec(),
@@ -721,6 +762,19 @@ pub fn render_full(
     existing: &Tables,
 ) -> Vec<Op> {
     let mut ops = Vec::with_capacity(desired.services.len() * 8 + 64);
+    render_full_into(layout, keep, desired, existing, &mut |op| ops.push(op));
+    ops
+}
+
+/// [`render_full`], each operation handed to `out` as it is made.
+pub fn render_full_into(
+    layout: &Layout,
+    keep: &[IpNet],
+    desired: &DesiredState,
+    existing: &Tables,
+    out: &mut Sink,
+) {
+    let ops = out;
     let wanted = objects_of(layout, desired);
     // Tables of another layout (a larger shard count, or a base table that still holds
     // service chains) go first and whole.
@@ -729,19 +783,19 @@ pub fn render_full(
         let foreign_base = *table == layout.base
             && (objects.chains.iter().any(|c| c != BASE_CHAIN) || !objects.sets.is_empty());
         if unwanted || foreign_base {
-            ops.push(Op::DeleteTable {
+            ops(Op::DeleteTable {
                 table: table.clone(),
             });
         }
     }
-    render_base(&mut ops, &layout.base, keep);
+    render_base(ops, &layout.base, keep);
     for i in 0..layout.shards {
-        render_shard_skeleton(&mut ops, &layout.shard(i));
+        render_shard_skeleton(ops, &layout.shard(i));
     }
     for (k, vs) in &desired.services {
-        render_vs(&mut ops, &layout.table_of(k), k, vs, true);
+        render_vs(ops, &layout.table_of(k), k, vs, true);
     }
-    render_elements(&mut ops, layout, desired.services.iter());
+    render_elements(ops, layout, desired.services.iter());
     for (table, want) in &wanted {
         let Some(have) = existing.get(table) else {
             continue;
@@ -750,42 +804,35 @@ pub fn render_full(
             continue;
         }
         for set in have.sets.difference(&want.sets) {
-            ops.push(Op::DeleteSet {
+            ops(Op::DeleteSet {
                 table: table.clone(),
                 set: set.clone(),
             });
         }
         for chain in have.chains.difference(&want.chains) {
-            ops.push(Op::DeleteChain {
+            ops(Op::DeleteChain {
                 table: table.clone(),
                 chain: chain.clone(),
             });
         }
     }
-    ops
 }
 
 /// Operations removing one virtual service's element, rules, chain and sets, except
 /// the chain and sets `keep` still needs.
-fn render_removal(
-    ops: &mut Vec<Op>,
-    t: &str,
-    key: &VsKey,
-    vs: &VirtualServer,
-    keep: &TableObjects,
-) {
-    ops.push(Op::DeleteElements {
+fn render_removal(ops: &mut Sink, t: &str, key: &VsKey, vs: &VirtualServer, keep: &TableObjects) {
+    ops(Op::DeleteElements {
         table: t.to_string(),
         map: map_of(key).to_string(),
         keys: vec![*key],
     });
     let svc = names::service_chain(key, &vs.origin);
-    ops.push(Op::FlushChain {
+    ops(Op::FlushChain {
         table: t.to_string(),
         chain: svc.clone(),
     });
     if !keep.chains.contains(&svc) {
-        ops.push(Op::DeleteChain {
+        ops(Op::DeleteChain {
             table: t.to_string(),
             chain: svc,
         });
@@ -794,7 +841,7 @@ fn render_removal(
         for r in vs.reals.keys() {
             let set = names::affinity_set(key, *r);
             if !keep.sets.contains(&set) {
-                ops.push(Op::DeleteSet {
+                ops(Op::DeleteSet {
                     table: t.to_string(),
                     set,
                 });
@@ -808,8 +855,20 @@ fn render_removal(
 /// Both maps are walked side by side in key order (one comparison per step instead of a
 /// lookup per service), so an unchanged service costs one equality check.
 pub fn render_partial(layout: &Layout, previous: &DesiredState, desired: &DesiredState) -> Vec<Op> {
-    use std::cmp::Ordering;
     let mut ops = Vec::new();
+    render_partial_into(layout, previous, desired, &mut |op| ops.push(op));
+    ops
+}
+
+/// [`render_partial`], each operation handed to `out` as it is made.
+pub fn render_partial_into(
+    layout: &Layout,
+    previous: &DesiredState,
+    desired: &DesiredState,
+    out: &mut Sink,
+) {
+    use std::cmp::Ordering;
+    let ops = out;
     let mut changed: Vec<(&VsKey, &VirtualServer)> = Vec::new();
     let mut old_iter = previous.services.iter().peekable();
     let mut new_iter = desired.services.iter().peekable();
@@ -825,7 +884,7 @@ pub fn render_partial(layout: &Layout, previous: &DesiredState, desired: &Desire
             Ordering::Less => {
                 let (k, old) = old_iter.next().expect("peeked");
                 let t = layout.table_of(k);
-                render_removal(&mut ops, &t, k, old, &TableObjects::default());
+                render_removal(ops, &t, k, old, &TableObjects::default());
             }
             // New.
             Ordering::Greater => changed.push(new_iter.next().expect("peeked")),
@@ -844,16 +903,15 @@ pub fn render_partial(layout: &Layout, previous: &DesiredState, desired: &Desire
                         keep.sets.insert(names::affinity_set(k, *r));
                     }
                 }
-                render_removal(&mut ops, &layout.table_of(k), k, old, &keep);
+                render_removal(ops, &layout.table_of(k), k, old, &keep);
                 changed.push((k, new));
             }
         }
     }
     for (k, vs) in &changed {
-        render_vs(&mut ops, &layout.table_of(k), k, vs, false);
+        render_vs(ops, &layout.table_of(k), k, vs, false);
     }
-    render_elements(&mut ops, layout, changed.into_iter());
-    ops
+    render_elements(ops, layout, changed.into_iter());
 }
 
 fn comment_fields(comment: &str) -> BTreeMap<&str, &str> {
