@@ -2,10 +2,13 @@
 //! (root and `nft` needed for part 2; part 1 runs anywhere). `-- plan`: part 1 only;
 //! `-- api`: part 1 and the API-server run of part 2 only.
 //!
-//! 1. Planner + nft render alone, in process: 30,000 services / 150,000 endpoints.
-//! 2. The real binary in a network namespace, file sources: 10,000 services / 50,000
-//!    endpoints across 3 remote clusters. Time to the first full sync, one endpoint
-//!    change (incremental), CPU and peak memory of the proxy process.
+//! 1. Planner, render and netlink encoding alone, in process: 30,000 services / 150,000
+//!    endpoints.
+//! 2. The real binary in a network namespace: 10,000 services / 50,000 endpoints across
+//!    3 remote clusters, served by test API servers (netlink writer), then by YAML files
+//!    (netlink writer, and `nftWriter: nft` for comparison). Time to the first full sync
+//!    and to all VIP aliases, two endpoint changes (incremental), CPU and peak memory of
+//!    the proxy process.
 //!
 //! Ranges (RFC 2544 benchmarking): service IPs 198.18.0.0/16, pod IPs 198.19.0.0/16.
 
