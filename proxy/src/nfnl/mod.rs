@@ -290,6 +290,87 @@ impl NfSocket {
     }
 }
 
+impl NfSocket {
+    /// Every nf_tables table of the namespace: `(family, name)` (`NFT_MSG_GETTABLE` dump;
+    /// tables only, so cheap however many rules they hold).
+    pub fn tables(&mut self) -> Result<Vec<(u8, String)>, NfnlError> {
+        const NFT_MSG_GETTABLE: u16 = 1;
+        const NLM_F_DUMP: u16 = 0x300;
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        let mut buf = Buffer::default();
+        buf.begin_msg(
+            (SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+            F_REQUEST | NLM_F_DUMP,
+            seq,
+            0, // NFPROTO_UNSPEC: every family
+            0,
+        );
+        buf.end_msg();
+        let err = |op| move |source| NfnlError::Socket { op, source };
+        self.socket
+            .send(buf.bytes(), 0)
+            .map_err(err("send the table dump request"))?;
+        let mut out = Vec::new();
+        let mut data: Vec<u8> = Vec::with_capacity(1 << 16);
+        loop {
+            data.clear();
+            let n = self
+                .socket
+                .recv(&mut data, 0)
+                .map_err(err("read the table dump"))?;
+            let n = n.min(data.len());
+            let mut at = 0;
+            while at + 20 <= n {
+                let len = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(data[at + 4..at + 6].try_into().unwrap());
+                let msg_seq = u32::from_ne_bytes(data[at + 8..at + 12].try_into().unwrap());
+                if len < 16 || at + len > n {
+                    break;
+                }
+                if msg_seq == seq {
+                    match kind {
+                        NLMSG_DONE => return Ok(out),
+                        NLMSG_ERROR => {
+                            let code =
+                                i32::from_ne_bytes(data[at + 16..at + 20].try_into().unwrap());
+                            if code != 0 {
+                                return Err(NfnlError::Batch(io::Error::from_raw_os_error(-code)));
+                            }
+                        }
+                        _ if len >= 20 => {
+                            let family = data[at + 16];
+                            if let Some(name) = string_attr(&data[at + 20..at + len], 1) {
+                                out.push((family, name));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+}
+
+/// The string attribute `kind` of an attribute list (NUL-terminated in the message).
+fn string_attr(mut attrs: &[u8], kind: u16) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let k = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if k == kind {
+            let value = &attrs[4..len];
+            let value = value.split(|b| *b == 0).next().unwrap_or(value);
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    None
+}
+
 impl AsRawFd for NfSocket {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.socket.as_raw_fd()
@@ -312,6 +393,16 @@ fn seed_seq() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_attributes_are_found_among_others() {
+        let mut b = Buffer::default();
+        b.put_be32(2, 7);
+        b.put_str(1, "causeway-3");
+        assert_eq!(string_attr(b.bytes(), 1).as_deref(), Some("causeway-3"));
+        assert_eq!(string_attr(b.bytes(), 3), None);
+        assert_eq!(string_attr(&[200, 0, 1, 0], 1), None, "length past the end");
+    }
 
     #[test]
     fn batch_numbers_messages_and_maps_sequence_numbers_back() {
