@@ -139,7 +139,7 @@ fn part1(services: usize) {
             .skip(2)
             .collect();
         // What the last plan changed, as the sync loop asks the planner for its drains.
-        let differ = planner.changed_since(planner.plans() - 1).unwrap();
+        let differ = planner.changed_since(planner.plans() - 1, &[]).unwrap();
         (median(times), planner.stats(), differ)
     };
     let (t_copying, ..) = replan(false);
@@ -188,7 +188,9 @@ fn part1(services: usize) {
             .map(|_| {
                 let t = Instant::now();
                 let mut batch = Batch::new(1, full.len() * 448);
-                ops::encode(&full, &mut batch);
+                for op in &full {
+                    ops::encode(op, &mut batch);
+                }
                 bytes = batch.finish().bytes().len();
                 t.elapsed()
             })

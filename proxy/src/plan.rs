@@ -321,10 +321,7 @@ impl Planner {
         }
         self.winners = winners.iter().map(|w| (w.key, w.id)).collect();
         let spare = self.spare.take().and_then(|spare| {
-            let mut differ = self.changed_since(spare.plan)?;
-            differ.extend_from_slice(&spare.touched);
-            differ.sort_unstable();
-            differ.dedup();
+            let differ = self.changed_since(spare.plan, &spare.touched)?;
             Some((spare.state, differ))
         });
         (out.desired, self.stats.copied) = desired_state(&clusters, &winners, spare);
@@ -344,10 +341,10 @@ impl Planner {
         });
     }
 
-    /// The keys whose virtual service changed in the plans after number `plan` (sorted,
-    /// each once); None when more plans were made since than the planner keeps changes
-    /// of.
-    pub fn changed_since(&self, plan: u64) -> Option<Vec<VsKey>> {
+    /// The keys whose virtual service changed in the plans after number `plan`, with
+    /// `also` (keys changed elsewhere), sorted, each once; None when more plans were made
+    /// since than the planner keeps changes of.
+    pub fn changed_since(&self, plan: u64, also: &[VsKey]) -> Option<Vec<VsKey>> {
         let known = plan == self.plans
             || plan < self.plans && self.changes.front().is_some_and(|(p, _)| *p <= plan + 1);
         if !known {
@@ -358,6 +355,7 @@ impl Planner {
             .iter()
             .filter(|(p, _)| *p > plan)
             .flat_map(|(_, changed)| changed.iter().copied())
+            .chain(also.iter().copied())
             .collect();
         keys.sort_unstable();
         keys.dedup();

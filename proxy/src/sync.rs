@@ -68,9 +68,6 @@ pub struct Syncer {
     generations: BTreeMap<String, u64>,
     /// When a timer (drain deadline, stale expiry) wants a sync.
     wake_at: Arc<Mutex<Option<Instant>>>,
-    /// The VIPs the aliases were last set to (a partial sync with the same set skips
-    /// listing the interface's addresses).
-    alias_vips: Option<std::collections::BTreeSet<IpAddr>>,
     /// Until then, the first programming waits for every remote cluster's first list.
     hold_until: Option<Instant>,
     /// A full sync was asked for while holding: the first real sync is full.
@@ -103,7 +100,6 @@ impl Syncer {
             drains: Drains::new(grace),
             generations: BTreeMap::new(),
             wake_at: Arc::new(Mutex::new(None)),
-            alias_vips: None,
             hold_until: None,
             owe_full: false,
             hold_logged: false,
@@ -201,13 +197,10 @@ impl Syncer {
         // Where the applied state and the plan can differ: where the plans since its own
         // changed, and where the sync changed it. Unknown for a state read from the
         // kernel, or after many failed syncs: drains then look at every virtual service.
-        let differ = self.applied_from.as_ref().and_then(|(from, changed)| {
-            let mut keys = self.planner.changed_since(*from)?;
-            keys.extend_from_slice(changed);
-            keys.sort_unstable();
-            keys.dedup();
-            Some(keys)
-        });
+        let differ = self
+            .applied_from
+            .as_ref()
+            .and_then(|(from, changed)| self.planner.changed_since(*from, changed));
         {
             let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
             self.drains.retain(
@@ -249,13 +242,9 @@ impl Syncer {
         if let (Some((from, touched)), Ok(state)) = (replaced_from, Arc::try_unwrap(replaced)) {
             self.planner.recycle(state, from, touched);
         }
-        let vips = desired.vips();
         if let Some(task) = &self.aliases {
             // A full sync re-reads the interface even when the set is unchanged.
-            if req.full || self.alias_vips.as_ref() != Some(&vips) {
-                task.want(vips.clone(), req.full);
-            }
-            self.alias_vips = Some(vips);
+            task.want(desired.vips(), req.full);
         }
         let elapsed = started.elapsed();
         self.record(&snapshot, &plan.generations, &desired, req.full, elapsed);
@@ -383,7 +372,8 @@ impl AliasTask {
         AliasTask { tx }
     }
 
-    /// Asks for `vips`; `force` re-reads the interface even when nothing changed.
+    /// Asks for `vips`; an unchanged set is left alone (no interface listing) unless
+    /// `force` asks to re-read the interface.
     pub fn want(&self, vips: BTreeSet<IpAddr>, force: bool) {
         self.tx.send_modify(|(generation, current)| {
             if force || **current != vips {

@@ -13,54 +13,27 @@ use causeway_proxy::plan::DesiredState;
 /// Everything the layout renders: round robin with a draining real, source hashing
 /// with affinity, random choice, UDP, SCTP, IPv6, a service without endpoints.
 fn rich() -> DesiredState {
+    use causeway_shared::model::Protocol::{Tcp, Udp};
+    use conformance::{key, vs};
     let mut d = conformance::v1();
     for (k, vs) in conformance::v2().services {
         d.services.entry(k).or_insert(vs);
     }
-    let mut sh = d.services.values().next().unwrap().clone();
-    sh.scheduler = "sh".into();
-    sh.affinity = Some(30);
-    sh.reals = [
-        ("198.51.100.21:80".parse().unwrap(), 1),
-        ("198.51.100.22:80".parse().unwrap(), 2),
-        ("198.51.100.23:80".parse().unwrap(), 0),
-    ]
-    .into();
+    let sh = |reals| vs("b", "web", "sh", reals, Some(30));
+    let reals = [
+        ("198.51.100.21:80", 1),
+        ("198.51.100.22:80", 2),
+        ("198.51.100.23:80", 0),
+    ];
+    d.services.insert(key(Tcp, "192.0.2.40:80"), sh(&reals));
+    let reals = [("[2001:db8:10::21]:80", 1), ("[2001:db8:10::22]:80", 1)];
     d.services.insert(
-        causeway_proxy::plan::VsKey {
-            proto: causeway_shared::model::Protocol::Tcp,
-            addr: "192.0.2.40:80".parse().unwrap(),
-        },
-        sh.clone(),
+        key(Udp, "[2001:db8:5::40]:53"),
+        vs("b", "web", "lc", &reals, None),
     );
-    let mut lc = sh.clone();
-    lc.scheduler = "lc".into();
-    lc.affinity = None;
-    lc.reals = [
-        ("[2001:db8:10::21]:80".parse().unwrap(), 1),
-        ("[2001:db8:10::22]:80".parse().unwrap(), 1),
-    ]
-    .into();
-    d.services.insert(
-        causeway_proxy::plan::VsKey {
-            proto: causeway_shared::model::Protocol::Udp,
-            addr: "[2001:db8:5::40]:53".parse().unwrap(),
-        },
-        lc,
-    );
-    let mut sh6 = sh;
-    sh6.reals = [
-        ("[2001:db8:10::31]:80".parse().unwrap(), 1),
-        ("[2001:db8:10::32]:80".parse().unwrap(), 1),
-    ]
-    .into();
-    d.services.insert(
-        causeway_proxy::plan::VsKey {
-            proto: causeway_shared::model::Protocol::Tcp,
-            addr: "[2001:db8:5::41]:80".parse().unwrap(),
-        },
-        sh6,
-    );
+    let reals = [("[2001:db8:10::31]:80", 1), ("[2001:db8:10::32]:80", 1)];
+    d.services
+        .insert(key(Tcp, "[2001:db8:5::41]:80"), sh(&reals));
     d
 }
 

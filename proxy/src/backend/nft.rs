@@ -360,11 +360,17 @@ impl NftBackend {
             }
         };
         let (layout, keep) = (self.layout.clone(), self.keep.clone());
+        // A full render reads what was there while the record is updated; a partial one
+        // does not, and updates the record in place (no copy of every chain name).
+        let mut tables = existing;
+        let before = match previous {
+            Some(_) => Tables::new(),
+            None => tables.clone(),
+        };
         let render = |out: &mut Sink| match previous {
             Some(prev) => render_partial_into(&layout, prev, desired, out),
-            None => render_full_into(&layout, &keep, desired, &existing, out),
+            None => render_full_into(&layout, &keep, desired, &before, out),
         };
-        let mut tables = existing.clone();
         let operations = match self.writer {
             Writer::Nft => {
                 let mut ops = Vec::new();
@@ -406,9 +412,9 @@ impl NftBackend {
         let mut owner: Vec<u32> = Vec::new();
         let mut count = 0usize;
         render(&mut |op| {
-            ops::encode(std::slice::from_ref(&op), &mut batch);
+            ops::encode(&op, &mut batch);
             owner.resize(batch.messages(), count as u32);
-            track(tables, std::slice::from_ref(&op));
+            track_one(tables, &op);
             count += 1;
         });
         if count == 0 {
@@ -445,47 +451,52 @@ impl NftBackend {
 /// Brings the record of our tables, chains and sets up to date with `ops` (applied).
 pub fn track(tables: &mut Tables, ops: &[Op]) {
     for op in ops {
-        match op {
-            Op::AddTable { table } => {
-                tables.entry(table.clone()).or_default();
-            }
-            Op::DeleteTable { table } => {
-                tables.remove(table);
-            }
-            Op::AddChain { table, chain, .. } => {
-                tables
-                    .entry(table.clone())
-                    .or_default()
-                    .chains
-                    .insert(chain.clone());
-            }
-            Op::DeleteChain { table, chain } => {
-                if let Some(t) = tables.get_mut(table) {
-                    t.chains.remove(chain);
-                }
-            }
-            Op::AddMap {
-                table, map: set, ..
-            }
-            | Op::AddAffinitySet { table, set, .. } => {
-                tables
-                    .entry(table.clone())
-                    .or_default()
-                    .sets
-                    .insert(set.clone());
-            }
-            Op::DeleteSet { table, set } => {
-                if let Some(t) = tables.get_mut(table) {
-                    t.sets.remove(set);
-                }
-            }
-            Op::FlushTable { .. }
-            | Op::FlushChain { .. }
-            | Op::FlushMap { .. }
-            | Op::AddRule { .. }
-            | Op::AddElements { .. }
-            | Op::DeleteElements { .. } => {}
+        track_one(tables, op);
+    }
+}
+
+/// [`track`] for one operation.
+fn track_one(tables: &mut Tables, op: &Op) {
+    match op {
+        Op::AddTable { table } => {
+            tables.entry(table.clone()).or_default();
         }
+        Op::DeleteTable { table } => {
+            tables.remove(table);
+        }
+        Op::AddChain { table, chain, .. } => {
+            tables
+                .entry(table.clone())
+                .or_default()
+                .chains
+                .insert(chain.clone());
+        }
+        Op::DeleteChain { table, chain } => {
+            if let Some(t) = tables.get_mut(table) {
+                t.chains.remove(chain);
+            }
+        }
+        Op::AddMap {
+            table, map: set, ..
+        }
+        | Op::AddAffinitySet { table, set, .. } => {
+            tables
+                .entry(table.clone())
+                .or_default()
+                .sets
+                .insert(set.clone());
+        }
+        Op::DeleteSet { table, set } => {
+            if let Some(t) = tables.get_mut(table) {
+                t.sets.remove(set);
+            }
+        }
+        Op::FlushTable { .. }
+        | Op::FlushChain { .. }
+        | Op::FlushMap { .. }
+        | Op::AddRule { .. }
+        | Op::AddElements { .. }
+        | Op::DeleteElements { .. } => {}
     }
 }
 

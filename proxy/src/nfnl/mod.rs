@@ -15,7 +15,6 @@
 pub mod msg;
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
@@ -86,7 +85,7 @@ impl Batch {
     }
 
     /// Starts the next message: nf_tables message `msg` (`NFT_MSG_*`) for `family`.
-    /// Add its attributes through [`Batch::buf`], then call [`Batch::end`].
+    /// Add its attributes through the buffer returned, then call [`Batch::end`].
     pub fn begin(&mut self, msg: u16, flags: u16, family: u8) -> &mut Buffer {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -97,11 +96,6 @@ impl Batch {
             family,
             0,
         );
-        &mut self.buf
-    }
-
-    /// The buffer of the message being written.
-    pub fn buf(&mut self) -> &mut Buffer {
         &mut self.buf
     }
 
@@ -259,28 +253,23 @@ impl NfSocket {
                     }));
                 }
             };
-            let n = n.min(buf.len());
-            let mut at = 0;
-            while at + 16 <= n {
-                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
-                if len < 16 || at + len > n {
-                    break;
-                }
-                if kind == NLMSG_ERROR && len >= 16 + 4 + 16 {
-                    let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
-                    let seq = u32::from_ne_bytes(buf[at + 28..at + 32].try_into().unwrap());
-                    if code != 0 && first.is_none() {
-                        let source = io::Error::from_raw_os_error(-code);
-                        first = Some(match batch.index_of(seq) {
-                            Some(index) => NfnlError::Refused { index, source },
-                            None => NfnlError::Batch(source),
-                        });
+            for m in messages(&buf[..n.min(buf.len())]) {
+                match m.kind {
+                    // `struct nlmsgerr`: the error, then the refused message's header.
+                    NLMSG_ERROR if m.body.len() >= 20 => {
+                        let code = i32::from_ne_bytes(m.body[0..4].try_into().unwrap());
+                        let seq = u32::from_ne_bytes(m.body[12..16].try_into().unwrap());
+                        if code != 0 && first.is_none() {
+                            let source = io::Error::from_raw_os_error(-code);
+                            first = Some(match batch.index_of(seq) {
+                                Some(index) => NfnlError::Refused { index, source },
+                                None => NfnlError::Batch(source),
+                            });
+                        }
                     }
-                } else if kind == NLMSG_DONE {
-                    break;
+                    NLMSG_DONE => break,
+                    _ => {}
                 }
-                at += (len + 3) & !3;
             }
         }
         match first {
@@ -288,9 +277,7 @@ impl NfSocket {
             None => Ok(()),
         }
     }
-}
 
-impl NfSocket {
     /// Every nf_tables table of the namespace: `(family, name)` (`NFT_MSG_GETTABLE` dump;
     /// tables only, so cheap however many rules they hold).
     pub fn tables(&mut self) -> Result<Vec<(u8, String)>, NfnlError> {
@@ -319,38 +306,58 @@ impl NfSocket {
                 .socket
                 .recv(&mut data, 0)
                 .map_err(err("read the table dump"))?;
-            let n = n.min(data.len());
-            let mut at = 0;
-            while at + 20 <= n {
-                let len = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(data[at + 4..at + 6].try_into().unwrap());
-                let msg_seq = u32::from_ne_bytes(data[at + 8..at + 12].try_into().unwrap());
-                if len < 16 || at + len > n {
-                    break;
+            for m in messages(&data[..n.min(data.len())]) {
+                if m.seq != seq {
+                    continue;
                 }
-                if msg_seq == seq {
-                    match kind {
-                        NLMSG_DONE => return Ok(out),
-                        NLMSG_ERROR => {
-                            let code =
-                                i32::from_ne_bytes(data[at + 16..at + 20].try_into().unwrap());
-                            if code != 0 {
-                                return Err(NfnlError::Batch(io::Error::from_raw_os_error(-code)));
-                            }
+                match m.kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR if m.body.len() >= 4 => {
+                        let code = i32::from_ne_bytes(m.body[0..4].try_into().unwrap());
+                        if code != 0 {
+                            return Err(NfnlError::Batch(io::Error::from_raw_os_error(-code)));
                         }
-                        _ if len >= 20 => {
-                            let family = data[at + 16];
-                            if let Some(name) = string_attr(&data[at + 20..at + len], 1) {
-                                out.push((family, name));
-                            }
-                        }
-                        _ => {}
                     }
+                    // `struct nfgenmsg` (family first), then the table's attributes.
+                    NLMSG_ERROR => {}
+                    _ if m.body.len() >= 4 => {
+                        if let Some(name) = string_attr(&m.body[4..], 1) {
+                            out.push((m.body[0], name));
+                        }
+                    }
+                    _ => {}
                 }
-                at += (len + 3) & !3;
             }
         }
     }
+}
+
+/// One netlink message of a datagram.
+struct Message<'a> {
+    kind: u16,
+    seq: u32,
+    /// What follows the 16-byte header.
+    body: &'a [u8],
+}
+
+/// The messages of a received datagram, up to the first malformed one.
+fn messages(mut data: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    std::iter::from_fn(move || {
+        if data.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
+        if len < 16 || len > data.len() {
+            return None;
+        }
+        let m = Message {
+            kind: u16::from_ne_bytes(data[4..6].try_into().unwrap()),
+            seq: u32::from_ne_bytes(data[8..12].try_into().unwrap()),
+            body: &data[16..len],
+        };
+        data = &data[((len + 3) & !3).min(data.len())..];
+        Some(m)
+    })
 }
 
 /// The string attribute `kind` of an attribute list (NUL-terminated in the message).
@@ -371,12 +378,6 @@ fn string_attr(mut attrs: &[u8], kind: u16) -> Option<String> {
     None
 }
 
-impl AsRawFd for NfSocket {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.socket.as_raw_fd()
-    }
-}
-
 fn libc_dontwait() -> i32 {
     nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits()
 }
@@ -393,6 +394,22 @@ fn seed_seq() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datagrams_split_into_messages_until_a_malformed_one() {
+        let mut b = Buffer::default();
+        b.begin_msg(NLMSG_DONE, 0, 7, 0, 0);
+        b.put(1, &[1]); // padded to 4
+        b.end_msg();
+        b.begin_msg(NLMSG_ERROR, 0, 8, 0, 0);
+        b.end_msg();
+        let mut data = b.bytes().to_vec();
+        data.extend_from_slice(&[200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let got: Vec<(u16, u32, usize)> = messages(&data)
+            .map(|m| (m.kind, m.seq, m.body.len()))
+            .collect();
+        assert_eq!(got, [(NLMSG_DONE, 7, 4 + 8), (NLMSG_ERROR, 8, 4)]);
+    }
 
     #[test]
     fn string_attributes_are_found_among_others() {

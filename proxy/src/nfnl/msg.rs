@@ -3,8 +3,6 @@
 
 /// `NLM_F_REQUEST`.
 pub const F_REQUEST: u16 = 0x1;
-/// `NLM_F_ACK`.
-pub const F_ACK: u16 = 0x4;
 /// `NLM_F_CREATE`: create the object if it does not exist.
 pub const F_CREATE: u16 = 0x400;
 /// `NLM_F_APPEND`: a new rule goes to the end of its chain (without it, to the start).
@@ -38,14 +36,6 @@ impl Buffer {
 
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
     }
 
     /// Starts a message: netlink header (length filled in by [`Buffer::end_msg`]) and

@@ -15,7 +15,8 @@ use causeway_proxy::debug::{View, render_ipvsadm};
 use causeway_proxy::plan::{DesiredState, Origin, VirtualServer, VsKey};
 use causeway_shared::model::{Protocol, ServiceKey};
 
-fn vs(
+/// A virtual service of `demo/<name>` in `cluster`, port `http`, generation 3.
+pub fn vs(
     cluster: &str,
     name: &str,
     sched: &str,
@@ -38,7 +39,7 @@ fn vs(
     }
 }
 
-fn key(proto: Protocol, addr: &str) -> VsKey {
+pub fn key(proto: Protocol, addr: &str) -> VsKey {
     VsKey {
         proto,
         addr: addr.parse().unwrap(),

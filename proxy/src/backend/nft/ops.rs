@@ -361,18 +361,8 @@ const UDATA_RULE_COMMENT: u8 = 0;
 /// Elements per set-element message: a netlink attribute holds at most 64 KiB.
 const ELEMENT_BYTES_PER_MESSAGE: usize = 60_000;
 
-/// Encodes `ops` into `batch`; returns, for each message added, the index of its op.
-pub fn encode(ops: &[Op], batch: &mut Batch) -> Vec<usize> {
-    let mut owner = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        let before = batch.messages();
-        encode_op(op, batch);
-        owner.resize(owner.len() + (batch.messages() - before), i);
-    }
-    owner
-}
-
-fn encode_op(op: &Op, batch: &mut Batch) {
+/// Encodes one operation into `batch` (one message, or several for long element lists).
+pub fn encode(op: &Op, batch: &mut Batch) {
     // A set's id within the transaction: unique, as the message number is.
     let id = batch.messages() as u32 + 1;
     match op {
@@ -856,7 +846,7 @@ mod tests {
             stmts: vec![Stmt::Saddr("10.16.0.0/12".parse().unwrap()), Stmt::Return],
             comment: None,
         };
-        encode(&[op], &mut batch);
+        encode(&op, &mut batch);
         let bytes = batch.finish().bytes().to_vec();
         // mask for /12 over 2 bytes: ff f0
         assert!(bytes.windows(2).any(|w| w == [0xff, 0xf0]));
