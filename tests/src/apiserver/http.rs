@@ -170,6 +170,35 @@ fn parse_path(shared: &Shared, path: &str) -> Result<Route, ApiError> {
     }))
 }
 
+/// A list answer, serialized straight from the stored objects into a buffer sized for them
+/// (an object of our kinds is a few hundred bytes of JSON).
+fn list_response(resource: Resource, rv: u64, items: &[&Value]) -> Response {
+    #[derive(serde::Serialize)]
+    struct List<'a> {
+        kind: String,
+        #[serde(rename = "apiVersion")]
+        api_version: String,
+        metadata: Value,
+        items: &'a [&'a Value],
+    }
+    let list = List {
+        kind: resource.list_kind(),
+        api_version: resource.api_version(),
+        metadata: json!({"resourceVersion": rv.to_string()}),
+        items,
+    };
+    let mut body = Vec::with_capacity(256 + 512 * items.len());
+    match serde_json::to_writer(&mut body, &list) {
+        Ok(()) => Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body))
+            .expect("static headers are valid"),
+        Err(e) => {
+            ApiError::new(500, "InternalError", format!("encoding the list: {e}")).into_response()
+        }
+    }
+}
+
 fn no_such_path(path: &str) -> ApiError {
     ApiError::not_found(format!(
         "the server could not find the requested resource ({path})"
@@ -201,17 +230,12 @@ fn serve(
     match verb {
         Verb::List => {
             let (items, rv) = store.list(resource, target.namespace.as_deref());
-            let items: Vec<Value> = items
-                .into_iter()
+            let items: Vec<&Value> = items
+                .iter()
+                .map(|o| &**o)
                 .filter(|o| labels.matches(o) && fields.matches(o))
                 .collect();
-            Ok(Json(json!({
-                "kind": resource.list_kind(),
-                "apiVersion": resource.api_version(),
-                "metadata": {"resourceVersion": rv.to_string()},
-                "items": items,
-            }))
-            .into_response())
+            Ok(list_response(resource, rv, &items))
         }
         Verb::Watch => {
             let send_initial_events = is_true(params.get("sendInitialEvents"));

@@ -260,7 +260,8 @@ impl TestApiServer {
         namespace: Option<&str>,
     ) -> Result<Vec<Value>, StoreError> {
         let resource = self.shared.store.resource_for_type(api_version, kind)?;
-        Ok(self.shared.store.list(resource, namespace).0)
+        let (items, _) = self.shared.store.list(resource, namespace);
+        Ok(items.iter().map(|v| Value::clone(v)).collect())
     }
 
     /// Deletes an object by type; returns its last state.

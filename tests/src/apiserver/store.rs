@@ -151,7 +151,7 @@ pub(crate) enum WatchFrom {
 /// A registered watch: what to send first, and the live channel for the rest.
 pub(crate) struct Subscription {
     /// Current objects, for a watch started with [`WatchFrom::Now`].
-    pub initial: Vec<Value>,
+    pub initial: Vec<Arc<Value>>,
     /// Events of the resource from the history after the requested version.
     pub backlog: Vec<Arc<StoredEvent>>,
     /// Live events; every one has a version above `rv`.
@@ -165,7 +165,9 @@ type ResourceKey = (&'static str, &'static str);
 
 struct Inner {
     resources: Vec<Resource>,
-    objects: BTreeMap<ResourceKey, BTreeMap<ObjectKey, Value>>,
+    /// Shared, not copied, by lists and watches: a list of thousands of objects costs their
+    /// serialization only.
+    objects: BTreeMap<ResourceKey, BTreeMap<ObjectKey, Arc<Value>>>,
     rv: u64,
     history: VecDeque<Arc<StoredEvent>>,
     history_limit: usize,
@@ -261,12 +263,12 @@ impl Store {
             .objects
             .get(&(resource.group, resource.plural))
             .and_then(|m| m.get(&(namespace.to_owned(), name.to_owned())))
-            .cloned()
+            .map(|v| Value::clone(v))
     }
 
     /// Objects of a resource (in one namespace, or all when `namespace` is `None`), sorted by
     /// namespace and name, with the store's version they were read at.
-    pub fn list(&self, resource: Resource, namespace: Option<&str>) -> (Vec<Value>, u64) {
+    pub fn list(&self, resource: Resource, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
         let items = inner
             .objects
@@ -421,7 +423,7 @@ impl Store {
                 "resourceVersion".into(),
                 Value::String(rv_of(old).to_owned()),
             );
-            if *old == object {
+            if **old == object {
                 return Ok(object);
             }
         }
@@ -432,12 +434,13 @@ impl Store {
             .objects
             .entry((resource.group, resource.plural))
             .or_default()
-            .insert(key, object.clone());
+            .insert(key, Arc::new(object.clone()));
         let event_type = if existing.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
+        let existing = existing.map(|v| Value::clone(&v));
         self.publish(&mut inner, resource, event_type, object.clone(), existing);
         Ok(object)
     }
@@ -460,6 +463,7 @@ impl Store {
                 name: name.to_owned(),
             })?;
         inner.rv += 1;
+        let old = Value::clone(&old);
         let mut object = old.clone();
         object["metadata"]["resourceVersion"] = Value::String(inner.rv.to_string());
         self.publish(

@@ -124,15 +124,24 @@ struct Sender {
 struct Gone;
 
 impl Sender {
-    async fn send(&self, line: &Value) -> Result<(), Gone> {
+    async fn send(&self, line: &impl serde::Serialize) -> Result<(), Gone> {
         let mut bytes = serde_json::to_vec(line).map_err(|_| Gone)?;
         bytes.push(b'\n');
         self.tx.send(Ok(Bytes::from(bytes))).await.map_err(|_| Gone)
     }
 
-    async fn event(&self, event_type: EventType, object: Value) -> Result<(), Gone> {
-        self.send(&json!({"type": event_type.as_str(), "object": object}))
-            .await
+    async fn event(&self, event_type: EventType, object: &Value) -> Result<(), Gone> {
+        #[derive(serde::Serialize)]
+        struct Event<'a> {
+            #[serde(rename = "type")]
+            event_type: &'static str,
+            object: &'a Value,
+        }
+        self.send(&Event {
+            event_type: event_type.as_str(),
+            object,
+        })
+        .await
     }
 }
 
@@ -150,7 +159,7 @@ async fn stream(
 ) -> Result<(), Gone> {
     for object in std::mem::take(&mut sub.initial) {
         if request.matches(&object) {
-            out.event(EventType::Added, object).await?;
+            out.event(EventType::Added, &object).await?;
         }
     }
     if request.send_initial_events {
@@ -158,7 +167,7 @@ async fn stream(
     }
     for event in std::mem::take(&mut sub.backlog) {
         if let Some((event_type, object)) = request.translate(&event) {
-            out.event(event_type, object).await?;
+            out.event(event_type, &object).await?;
         }
     }
 
@@ -184,7 +193,7 @@ async fn stream(
                 Ok(Broadcast::Event(event)) => {
                     seen = event.rv;
                     if let Some((event_type, object)) = request.translate(&event) {
-                        out.event(event_type, object).await?;
+                        out.event(event_type, &object).await?;
                     }
                 }
                 Ok(Broadcast::Compacted) => {
