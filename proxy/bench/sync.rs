@@ -19,7 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use causeway_proxy::backend::nft::{Layout, Tables, ops, render_full, render_partial};
+use causeway_proxy::backend::nft::{
+    Layout, Tables, ops, render_full, render_full_into, render_partial,
+};
 use causeway_proxy::drain::Drains;
 use causeway_proxy::nfnl::Batch;
 use causeway_proxy::plan::{PlanSettings, Planner, plan};
@@ -196,6 +198,20 @@ fn part1(services: usize) {
             })
             .collect(),
     );
+    // What the netlink writer does: each operation encoded as it is rendered, none kept.
+    let t_stream = median(
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let mut batch = Batch::new(1, full.len() * 448);
+                render_full_into(&layout, &[], &desired, &Tables::new(), &mut |op| {
+                    ops::encode(&op, &mut batch)
+                });
+                assert_eq!(batch.finish().bytes().len(), bytes);
+                t.elapsed()
+            })
+            .collect(),
+    );
     let text = ops::script(&full).len();
     let mut changed = desired.clone();
     let vs = changed.services.values_mut().next().unwrap();
@@ -233,6 +249,10 @@ fn part1(services: usize) {
         "encode full as netlink:       {:>8.1} ms  ({:.1} MB)",
         ms(t_encode),
         bytes as f64 / 1e6
+    );
+    println!(
+        "render + encode, streamed:    {:>8.1} ms  (as the netlink writer does a full sync)",
+        ms(t_stream)
     );
     println!(
         "render one endpoint change:   {:>8.3} ms  ({} operations)",
@@ -359,10 +379,11 @@ impl Drop for Ns {
 }
 
 /// Three test API servers (one per remote cluster) on 127.0.0.1 inside network namespace
-/// `ns`, served by a thread of their own; objects are applied to them through `apply`.
+/// `ns`, each on a thread of its own (as each cluster's API server is a machine of its
+/// own); objects are applied to server k through `apply[k]`.
 struct ApiServers {
-    apply: tokio::sync::mpsc::UnboundedSender<(usize, serde_json::Value)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    apply: Vec<tokio::sync::mpsc::UnboundedSender<serde_json::Value>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ApiServers {
@@ -370,20 +391,24 @@ impl ApiServers {
     /// writes `c{k+1}.kubeconfig`.
     fn start(ns: &str, dir: &Path, ranges: Vec<(usize, usize)>) -> Self {
         use causeway_tests::apiserver::{TestApiServer, objects_from_yaml};
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, serde_json::Value)>();
+        let mut servers = ApiServers {
+            apply: vec![],
+            threads: vec![],
+        };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{ns}");
-        let dir = dir.to_path_buf();
-        let thread = std::thread::spawn(move || {
-            use nix::sched::{CloneFlags, setns};
-            setns(std::fs::File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut servers = vec![];
-                for (k, (first, count)) in ranges.into_iter().enumerate() {
+        for (k, (first, count)) in ranges.into_iter().enumerate() {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+            let path = format!("/run/netns/{ns}");
+            let kubeconfig = dir.join(format!("c{}.kubeconfig", k + 1));
+            let ready = ready_tx.clone();
+            servers.threads.push(std::thread::spawn(move || {
+                use nix::sched::{CloneFlags, setns};
+                setns(std::fs::File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
                     let server = TestApiServer::start().await;
                     // In chunks: the YAML reader caps the nodes of one text.
                     for at in (first..first + count).step_by(500) {
@@ -392,31 +417,28 @@ impl ApiServers {
                             server.apply(&o).unwrap();
                         }
                     }
-                    let context = format!("c{}", k + 1);
                     server
-                        .write_kubeconfig(&dir.join(format!("{context}.kubeconfig")), &context)
+                        .write_kubeconfig(&kubeconfig, &format!("c{}", k + 1))
                         .unwrap();
-                    servers.push(server);
-                }
-                ready_tx.send(()).unwrap();
-                while let Some((k, o)) = rx.recv().await {
-                    servers[k].apply(&o).unwrap();
-                }
-            });
-        });
-        ready_rx.recv().expect("API servers started");
-        ApiServers {
-            apply: tx,
-            thread: Some(thread),
+                    ready.send(()).unwrap();
+                    while let Some(o) = rx.recv().await {
+                        server.apply(&o).unwrap();
+                    }
+                });
+            }));
+            servers.apply.push(tx);
         }
+        for _ in 0..servers.threads.len() {
+            ready_rx.recv().expect("API server started");
+        }
+        servers
     }
 }
 
 impl Drop for ApiServers {
     fn drop(&mut self) {
-        let (tx, _) = tokio::sync::mpsc::unbounded_channel();
-        drop(std::mem::replace(&mut self.apply, tx));
-        if let Some(t) = self.thread.take() {
+        self.apply.clear();
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -526,7 +548,7 @@ fn part2(services: usize, writer: &str, source: &str) {
                         .find(|o| o["kind"] == "EndpointSlice")
                         .unwrap();
                     let t = Instant::now();
-                    api.apply.send((0, slice)).unwrap();
+                    api.apply[0].send(slice).unwrap();
                     t
                 }
                 None => {
@@ -604,6 +626,64 @@ fn part2(services: usize, writer: &str, source: &str) {
     }
 }
 
+/// Kernel time of one full-sync transaction of `n` services into an empty namespace,
+/// with statements left out of the rendered rules (what each kind of expression costs).
+fn kernel_variants(n: usize) {
+    use causeway_proxy::backend::nft::ops::{Op, Stmt};
+    use causeway_proxy::nfnl::NfSocket;
+    let cat = Catalog::new(["a", "c1"], "a");
+    let (data, _) = parse_objects(&cluster_yaml(0, n, None)).unwrap();
+    let synced = ClusterStatus {
+        synced: true,
+        connected: true,
+        ..Default::default()
+    };
+    cat.publish("c1", Arc::new(data), synced);
+    let settings = PlanSettings {
+        stale_rules_expiry: Duration::ZERO,
+    };
+    let d = plan(&cat.snapshot(), &settings, tokio::time::Instant::now()).desired;
+    let layout = Layout::new("causeway", 16);
+    type Keep = fn(&[Stmt], &Stmt) -> bool;
+    let variants: [(&str, Keep); 3] = [
+        ("as rendered", |_, _| true),
+        ("no endpoint counters", |all, s| {
+            !(matches!(s, Stmt::Counter) && all.iter().any(|x| matches!(x, Stmt::Dnat(_))))
+        }),
+        ("no service rule statements", |all, _| {
+            !all.iter().any(|x| matches!(x, Stmt::MarkOr(_)))
+        }),
+    ];
+    for (name, keep) in variants {
+        let mut times = vec![];
+        for _ in 0..5 {
+            let ns = Ns(format!("cwp-{}-kernel", std::process::id()));
+            sh(&format!("ip netns add {}", ns.0));
+            let mut socket = NfSocket::open_in_netns(&ns.0).unwrap();
+            let mut batch = Batch::new(socket.next_seq(), n * 3000);
+            render_full_into(&layout, &[], &d, &Tables::new(), &mut |mut op| {
+                if let Op::AddRule { stmts, .. } = &mut op {
+                    let all = stmts.clone();
+                    stmts.retain(|s| keep(&all, s));
+                }
+                ops::encode(&op, &mut batch)
+            });
+            let batch = batch.finish();
+            let t = Instant::now();
+            socket.send(batch).unwrap();
+            times.push(t.elapsed());
+            drop(socket);
+        }
+        times.sort();
+        println!(
+            "{name:<28} kernel {:>7.1} ms median of 5 (min {:.1}, max {:.1})",
+            ms(times[2]),
+            ms(times[0]),
+            ms(times[4])
+        );
+    }
+}
+
 fn main() {
     // `dump N FILE`: write the full ruleset of N services to FILE (for timing `nft -f`).
     let args: Vec<String> = std::env::args().collect();
@@ -638,6 +718,10 @@ fn main() {
             )),
         )
         .unwrap();
+        return;
+    }
+    if args.iter().any(|a| a == "kernel") {
+        kernel_variants(10_000);
         return;
     }
     // `cargo bench` passes `--bench`; a filter argument `plan` runs part 1 only.

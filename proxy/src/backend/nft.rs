@@ -399,6 +399,7 @@ impl NftBackend {
         render: &dyn Fn(&mut Sink),
         tables: &mut Tables,
     ) -> Result<usize, NftError> {
+        let started = std::time::Instant::now();
         let netlink_err = |operations, source| NftError::Netlink { operations, source };
         let socket = self.socket().map_err(|e| netlink_err(0, e))?;
         // Sized once for a full sync: doubling a 30 MB buffer would hold both copies.
@@ -420,7 +421,18 @@ impl NftBackend {
         if count == 0 {
             return Ok(0);
         }
-        match socket.send(batch.finish()) {
+        let encoded = started.elapsed();
+        let batch = batch.finish();
+        let bytes = batch.bytes().len();
+        let sent = socket.send(batch);
+        tracing::debug!(
+            operations = count,
+            bytes,
+            encode_ms = encoded.as_secs_f64() * 1000.0,
+            kernel_ms = (started.elapsed() - encoded).as_secs_f64() * 1000.0,
+            "nftables transaction"
+        );
+        match sent {
             Ok(()) => Ok(count),
             Err(source @ NfnlError::Refused { index, .. }) => {
                 // Rendering is deterministic: render again to name the operation.
@@ -642,7 +654,7 @@ fn render_vs(ops: &mut Sink, t: &str, key: &VsKey, vs: &VirtualServer, fresh: bo
                 set: names::affinity_set(key, *real),
             });
         }
-        stmts.push(Stmt::L4Proto(key.proto));
+        stmts.push(Stmt::ProtoContext(key.proto));
         stmts.push(Stmt::Dnat(*real));
         rule(stmts, format!("cw:ep vs={vs_hash} w={weight} to={real}"))
     };

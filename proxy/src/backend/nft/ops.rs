@@ -1,7 +1,8 @@
 //! The nftables operations the backend uses, as data: rendered as `nft -f` text
 //! ([`Op::text`], for the golden tests, logs and the `nft` writer) or encoded as the
 //! netlink messages `nft` would send for that text ([`encode`], for the netlink writer).
-//! The two must agree: a namespace test loads both and compares the kernel's listings.
+//! The two must agree: a namespace test loads both and compares the kernel's listings
+//! (one deliberate difference: [`Stmt::ProtoContext`]).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -58,8 +59,12 @@ pub enum Stmt {
         modulus: u32,
         value: u32,
     },
-    /// `meta l4proto P`
-    L4Proto(Protocol),
+    /// `meta l4proto P` in the text, where nft's syntax wants a transport protocol
+    /// before a port mapping (`dnat … to A:P`). Not sent to the kernel, which does not
+    /// need it: a service chain is reached only through the map keyed on the protocol,
+    /// so the match could never fail (and it was a fifth of the kernel's work at a
+    /// full sync). nft lists such a rule as `dnat ip to A:P` alone.
+    ProtoContext(Protocol),
     /// `dnat ip to A:P`
     Dnat(SocketAddr),
     /// `ip daddr . meta l4proto . th dport vmap @MAP`
@@ -184,7 +189,7 @@ impl Stmt {
                     ip_kw(*v6)
                 )
             }
-            Stmt::L4Proto(p) => write!(out, "meta l4proto {}", p.as_lower()),
+            Stmt::ProtoContext(p) => write!(out, "meta l4proto {}", p.as_lower()),
             Stmt::Dnat(SocketAddr::V4(a)) => write!(out, "dnat ip to {}:{}", a.ip(), a.port()),
             Stmt::Dnat(SocketAddr::V6(a)) => {
                 write!(out, "dnat ip6 to [{}]:{}", a.ip(), a.port())
@@ -770,10 +775,7 @@ impl RuleEncoder<'_> {
                 });
                 self.cmp_eq(REG_1, &value.to_ne_bytes());
             }
-            Stmt::L4Proto(p) => {
-                self.meta_load(META_L4PROTO, REG_1);
-                self.cmp_eq(REG_1, &[p.number()]);
-            }
+            Stmt::ProtoContext(_) => {}
             Stmt::Dnat(to) => {
                 let family = match to {
                     SocketAddr::V4(a) => {
