@@ -343,20 +343,28 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 }
 
 /// (sum, count) of the network-programming-latency histogram, from `/metrics`.
-fn programming_latency(ns: &str) -> Option<(f64, f64)> {
+/// GET `path` from the proxy's telemetry port inside namespace `ns`: the answer and how
+/// long it took.
+fn http_get(ns: &str, path: &str) -> Option<(String, Duration)> {
     use nix::sched::{CloneFlags, setns};
     use std::io::{Read, Write};
-    let path = format!("/run/netns/{ns}");
-    let body = std::thread::spawn(move || -> Option<String> {
-        setns(std::fs::File::open(path).ok()?, CloneFlags::CLONE_NEWNET).ok()?;
+    let netns = format!("/run/netns/{ns}");
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    std::thread::spawn(move || -> Option<(String, Duration)> {
+        setns(std::fs::File::open(netns).ok()?, CloneFlags::CLONE_NEWNET).ok()?;
+        let t = Instant::now();
         let mut s = std::net::TcpStream::connect("127.0.0.1:9154").ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        s.write_all(request.as_bytes()).ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
-        Some(body)
+        Some((body, t.elapsed()))
     })
     .join()
-    .ok()??;
+    .ok()?
+}
+
+fn programming_latency(ns: &str) -> Option<(f64, f64)> {
+    let (body, _) = http_get(ns, "/metrics")?;
     let value = |name: &str| -> Option<f64> {
         body.lines()
             .find(|l| l.starts_with(name))?
@@ -571,6 +579,13 @@ fn part2(services: usize, writer: &str, source: &str) {
         let syncs = synced_lines(&log, services, "elapsed_ms");
         let (cpu2, hwm) = proc_stats(pid);
         let latency = programming_latency(&ns.0);
+        // The debug view reads every service back from the kernel.
+        let (view, read_back) = http_get(&ns.0, "/ipvs").expect("GET /ipvs");
+        assert_eq!(
+            view.lines().filter(|l| l.starts_with("TCP ")).count(),
+            services,
+            "/ipvs lists every service"
+        );
         let chains = Command::new("ip")
             .args(["netns", "exec", &ns.0, "nft", "list", "ruleset"])
             .output()
@@ -599,6 +614,10 @@ fn part2(services: usize, writer: &str, source: &str) {
                 sum / count * 1000.0
             );
         }
+        println!(
+            "/ipvs (every service read back from the kernel): {:>6.0} ms",
+            ms(read_back)
+        );
         println!("CPU of the proxy: {cpu1:.2} s to the first sync, {cpu2:.2} s in all");
         println!(
             "peak RSS of the proxy (VmHWM): {:.1} MB",

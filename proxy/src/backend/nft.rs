@@ -58,6 +58,7 @@ use super::{
     ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
 };
 use crate::names;
+use crate::nfnl::dump::ListedRule;
 use crate::nfnl::{Batch, NfSocket, NfnlError};
 use crate::plan::{DesiredState, Origin, VirtualServer, VsKey};
 use ops::{Hook, Op, Stmt};
@@ -86,16 +87,13 @@ pub enum NftError {
         #[source]
         source: std::io::Error,
     },
-    /// `nft` refused the transaction or the listing.
+    /// `nft` refused the transaction.
     #[error("nft {what} failed ({status}): {stderr}")]
     Nft {
         what: &'static str,
         status: String,
         stderr: String,
     },
-    /// `nft -j` printed something that is not the JSON we expect.
-    #[error("cannot parse the nft listing of table {table}: {reason}")]
-    Parse { table: String, reason: String },
     /// The kernel refused an operation of the transaction (all of it was undone).
     #[error("nf_tables refused `{op}`: {source}")]
     Refused {
@@ -292,39 +290,37 @@ impl NftBackend {
     /// its own: a whole-ruleset listing makes the kernel restart its rule dump for every
     /// buffer it fills, which took 41 s at 10,000 services (16 tables listed one by one:
     /// ~5 s, mostly `nft` printing JSON).
-    fn list(&mut self) -> Result<serde_json::Value, NftError> {
-        let tables =
-            self.socket()
-                .and_then(|s| s.tables())
-                .map_err(|source| NftError::Netlink {
-                    operations: 0,
-                    source,
-                })?;
-        let mut items = Vec::new();
-        for (_, name) in tables
+    /// Our tables, their chains and sets, and their rules' comments and counters: one
+    /// table dump, then per table of ours a chain, a set and a rule dump.
+    fn list(&mut self) -> Result<Listing, NftError> {
+        let layout = self.layout.clone();
+        let netlink = |source| NftError::Netlink {
+            operations: 0,
+            source,
+        };
+        let socket = self.socket().map_err(netlink)?;
+        let mut listing = Listing::default();
+        for (_, name) in socket
+            .tables()
+            .map_err(netlink)?
             .into_iter()
-            .filter(|(family, name)| *family == NFPROTO_INET && self.layout.owns(name))
+            .filter(|(family, name)| *family == NFPROTO_INET && layout.owns(name))
         {
-            let text = match self.run("list table", &["-j", "list", "table", "inet", &name], None) {
-                Ok(text) => text,
-                // Deleted between the two reads.
-                Err(NftError::Nft { stderr, .. })
-                    if stderr.contains("No such file or directory") =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| NftError::Parse {
-                    table: name.clone(),
-                    reason: e.to_string(),
-                })?;
-            if let Some(list) = v["nftables"].as_array_mut() {
-                items.append(list);
-            }
+            // A table deleted between the dumps answers nothing.
+            let mut objects = TableObjects::default();
+            objects
+                .chains
+                .extend(socket.chains(NFPROTO_INET, &name).map_err(netlink)?);
+            objects
+                .sets
+                .extend(socket.sets(NFPROTO_INET, &name).map_err(netlink)?);
+            let rules = socket.rules(NFPROTO_INET, &name).map_err(netlink)?;
+            listing
+                .rules
+                .extend(rules.into_iter().map(|r| (name.clone(), r)));
+            listing.tables.insert(name, objects);
         }
-        Ok(serde_json::json!({ "nftables": items }))
+        Ok(listing)
     }
 
     /// The netlink socket, opened on first use (in the namespace, if one is set).
@@ -999,99 +995,76 @@ fn parse_key(text: &str) -> Option<VsKey> {
     })
 }
 
-fn counter_packets(rule: &serde_json::Value) -> u64 {
-    rule["expr"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|e| e["counter"]["packets"].as_u64())
-        .unwrap_or(0)
+/// What [`NftBackend`] reads back from the kernel: our tables (chains, sets) and the
+/// rules in them.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub tables: Tables,
+    /// `(table, rule)`.
+    pub rules: Vec<(String, ListedRule)>,
 }
 
-/// Rebuilds our state from `nft -j list ruleset` output, using the rule comments; only
-/// `inet` tables the layout owns are read.
-pub fn parse_listing(layout: &Layout, listing: &serde_json::Value) -> (KernelState, Tables) {
-    let mut tables = Tables::new();
+/// Rebuilds our state from a listing, using the rule comments; tables the layout does
+/// not own are ignored.
+pub fn parse_listing(layout: &Layout, listing: &Listing) -> (KernelState, Tables) {
+    let tables: Tables = listing
+        .tables
+        .iter()
+        .filter(|(t, _)| layout.owns(t))
+        .map(|(t, o)| (t.clone(), o.clone()))
+        .collect();
     let mut services: BTreeMap<String, (VsKey, KernelService)> = BTreeMap::new();
     let mut reals: Vec<(String, SocketAddr, KernelReal)> = Vec::new();
-    let ours = |v: &serde_json::Value| {
-        v["family"] == "inet" && v["table"].as_str().is_some_and(|t| layout.owns(t))
-    };
-    for item in listing["nftables"].as_array().into_iter().flatten() {
-        if let Some(t) = item
-            .get("table")
-            .filter(|t| t["family"] == "inet" && t["name"].as_str().is_some_and(|n| layout.owns(n)))
-        {
-            if let Some(name) = t["name"].as_str() {
-                tables.entry(name.to_string()).or_default();
-            }
-        } else if let Some(c) = item.get("chain").filter(|c| ours(c)) {
-            if let (Some(t), Some(name)) = (c["table"].as_str(), c["name"].as_str()) {
-                tables
-                    .entry(t.to_string())
-                    .or_default()
-                    .chains
-                    .insert(name.to_string());
-            }
-        } else if let Some(s) = item
-            .get("set")
-            .or_else(|| item.get("map"))
-            .filter(|s| ours(s))
-        {
-            if let (Some(t), Some(name)) = (s["table"].as_str(), s["name"].as_str()) {
-                tables
-                    .entry(t.to_string())
-                    .or_default()
-                    .sets
-                    .insert(name.to_string());
-            }
-        } else if let Some(r) = item.get("rule").filter(|r| ours(r)) {
-            let Some(comment) = r["comment"].as_str() else {
+    for (table, r) in &listing.rules {
+        if !tables.contains_key(table) {
+            continue;
+        }
+        let Some(comment) = r.comment.as_deref() else {
+            continue;
+        };
+        let conns = r.packets.unwrap_or(0);
+        let f = comment_fields(comment);
+        if comment.starts_with("cw:svc ") {
+            let Some(key) = f.get("key").and_then(|k| parse_key(k)) else {
                 continue;
             };
-            let f = comment_fields(comment);
-            if comment.starts_with("cw:svc ") {
-                let Some(key) = f.get("key").and_then(|k| parse_key(k)) else {
-                    continue;
-                };
-                let origin = match (
-                    f.get("cluster"),
-                    f.get("svc").and_then(|s| s.split_once('/')),
-                ) {
-                    (Some(c), Some((ns, name))) => Some(Origin {
-                        cluster: c.to_string(),
-                        service: ServiceKey::new(ns, name),
-                        port: f.get("port").unwrap_or(&"").to_string(),
-                        slice_generation: f.get("gen").and_then(|g| g.parse().ok()).unwrap_or(0),
-                    }),
-                    _ => None,
-                };
-                let ks = KernelService {
-                    scheduler: f.get("sched").unwrap_or(&"rr").to_string(),
-                    affinity: f.get("aff").and_then(|a| a.parse().ok()).filter(|a| *a > 0),
-                    reals: BTreeMap::new(),
-                    stats: Counters {
-                        conns: counter_packets(r),
-                        ..Default::default()
-                    },
-                    origin,
-                };
-                services.insert(f.get("vs").unwrap_or(&"").to_string(), (key, ks));
-            } else if comment.starts_with("cw:ep ") {
-                let (Some(vs), Some(to)) = (f.get("vs"), f.get("to").and_then(|t| t.parse().ok()))
-                else {
-                    continue;
-                };
-                let real = KernelReal {
-                    weight: f.get("w").and_then(|w| w.parse().ok()).unwrap_or(0),
-                    stats: Counters {
-                        conns: counter_packets(r),
-                        ..Default::default()
-                    },
+            let origin = match (
+                f.get("cluster"),
+                f.get("svc").and_then(|s| s.split_once('/')),
+            ) {
+                (Some(c), Some((ns, name))) => Some(Origin {
+                    cluster: c.to_string(),
+                    service: ServiceKey::new(ns, name),
+                    port: f.get("port").unwrap_or(&"").to_string(),
+                    slice_generation: f.get("gen").and_then(|g| g.parse().ok()).unwrap_or(0),
+                }),
+                _ => None,
+            };
+            let ks = KernelService {
+                scheduler: f.get("sched").unwrap_or(&"rr").to_string(),
+                affinity: f.get("aff").and_then(|a| a.parse().ok()).filter(|a| *a > 0),
+                reals: BTreeMap::new(),
+                stats: Counters {
+                    conns,
                     ..Default::default()
-                };
-                reals.push((vs.to_string(), to, real));
-            }
+                },
+                origin,
+            };
+            services.insert(f.get("vs").unwrap_or(&"").to_string(), (key, ks));
+        } else if comment.starts_with("cw:ep ") {
+            let (Some(vs), Some(to)) = (f.get("vs"), f.get("to").and_then(|t| t.parse().ok()))
+            else {
+                continue;
+            };
+            let real = KernelReal {
+                weight: f.get("w").and_then(|w| w.parse().ok()).unwrap_or(0),
+                stats: Counters {
+                    conns,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            reals.push((vs.to_string(), to, real));
         }
     }
     // A real server has one rule per slot (and one more for affinity): add them up.

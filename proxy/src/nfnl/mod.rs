@@ -12,6 +12,7 @@
 //! - [`NfSocket`]: a `NETLINK_NETFILTER` socket, optionally opened inside a named
 //!   network namespace.
 
+pub mod dump;
 pub mod msg;
 
 use std::io;
@@ -278,57 +279,73 @@ impl NfSocket {
         }
     }
 
-    /// Every nf_tables table of the namespace: `(family, name)` (`NFT_MSG_GETTABLE` dump;
-    /// tables only, so cheap however many rules they hold).
-    pub fn tables(&mut self) -> Result<Vec<(u8, String)>, NfnlError> {
-        const NFT_MSG_GETTABLE: u16 = 1;
+    /// Sends dump request `msg` (an `NFT_MSG_GET…` type) for `family`, with the filter
+    /// attributes `filter` writes, and hands each answer's family and attributes to
+    /// `each`.
+    pub(crate) fn dump(
+        &mut self,
+        msg: u16,
+        family: u8,
+        filter: impl FnOnce(&mut Buffer),
+        mut each: impl FnMut(u8, &[u8]),
+    ) -> Result<(), NfnlError> {
         const NLM_F_DUMP: u16 = 0x300;
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         let mut buf = Buffer::default();
         buf.begin_msg(
-            (SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+            (SUBSYS_NFTABLES << 8) | msg,
             F_REQUEST | NLM_F_DUMP,
             seq,
-            0, // NFPROTO_UNSPEC: every family
+            family,
             0,
         );
+        filter(&mut buf);
         buf.end_msg();
         let err = |op| move |source| NfnlError::Socket { op, source };
         self.socket
             .send(buf.bytes(), 0)
-            .map_err(err("send the table dump request"))?;
-        let mut out = Vec::new();
+            .map_err(err("send a dump request"))?;
         let mut data: Vec<u8> = Vec::with_capacity(1 << 16);
         loop {
             data.clear();
-            let n = self
-                .socket
-                .recv(&mut data, 0)
-                .map_err(err("read the table dump"))?;
+            let n = self.socket.recv(&mut data, 0).map_err(err("read a dump"))?;
             for m in messages(&data[..n.min(data.len())]) {
                 if m.seq != seq {
                     continue;
                 }
                 match m.kind {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR if m.body.len() >= 4 => {
                         let code = i32::from_ne_bytes(m.body[0..4].try_into().unwrap());
                         if code != 0 {
                             return Err(NfnlError::Batch(io::Error::from_raw_os_error(-code)));
                         }
                     }
-                    // `struct nfgenmsg` (family first), then the table's attributes.
                     NLMSG_ERROR => {}
-                    _ if m.body.len() >= 4 => {
-                        if let Some(name) = string_attr(&m.body[4..], 1) {
-                            out.push((m.body[0], name));
-                        }
-                    }
+                    // `struct nfgenmsg` (family first), then the object's attributes.
+                    _ if m.body.len() >= 4 => each(m.body[0], &m.body[4..]),
                     _ => {}
                 }
             }
         }
+    }
+
+    /// Every nf_tables table of the namespace: `(family, name)` (`NFT_MSG_GETTABLE` dump;
+    /// tables only, so cheap however many rules they hold).
+    pub fn tables(&mut self) -> Result<Vec<(u8, String)>, NfnlError> {
+        let mut out = Vec::new();
+        self.dump(
+            dump::GETTABLE,
+            0,
+            |_| {},
+            |family, attrs| {
+                if let Some(name) = string_attr(attrs, 1) {
+                    out.push((family, name));
+                }
+            },
+        )?;
+        Ok(out)
     }
 }
 
@@ -360,22 +377,35 @@ fn messages(mut data: &[u8]) -> impl Iterator<Item = Message<'_>> {
     })
 }
 
-/// The string attribute `kind` of an attribute list (NUL-terminated in the message).
-fn string_attr(mut attrs: &[u8], kind: u16) -> Option<String> {
-    while attrs.len() >= 4 {
+/// The attributes of an attribute list, `(kind, value)` (kind without the nested and
+/// byte-order flags), up to the first malformed one.
+fn attributes(mut attrs: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if attrs.len() < 4 {
+            return None;
+        }
         let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let k = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
         if len < 4 || len > attrs.len() {
             return None;
         }
-        if k == kind {
-            let value = &attrs[4..len];
-            let value = value.split(|b| *b == 0).next().unwrap_or(value);
-            return Some(String::from_utf8_lossy(value).into_owned());
-        }
+        let value = &attrs[4..len];
         attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
-    }
-    None
+        Some((kind, value))
+    })
+}
+
+/// A NUL-terminated string value.
+fn c_string(value: &[u8]) -> String {
+    let value = value.split(|b| *b == 0).next().unwrap_or(value);
+    String::from_utf8_lossy(value).into_owned()
+}
+
+/// The string attribute `kind` of an attribute list (NUL-terminated in the message).
+fn string_attr(attrs: &[u8], kind: u16) -> Option<String> {
+    attributes(attrs)
+        .find(|(k, _)| *k == kind)
+        .map(|(_, v)| c_string(v))
 }
 
 fn libc_dontwait() -> i32 {

@@ -111,31 +111,51 @@ async fn golden_partial_update() {
 #[test]
 fn listing_round_trips_through_comments() {
     let d = desired(CLUSTER_B);
-    // What `nft -j list table` prints, reduced to what the parser reads.
+    // What the dumps read, reduced to what the parser uses.
     let l = layout();
-    let mut items = vec![
-        // Another program's table with a look-alike comment is not ours.
-        serde_json::json!({"table": {"family": "inet", "name": "other"}}),
-        serde_json::json!({"rule": {"family": "inet", "table": "other", "chain": "x",
-            "comment": "cw:svc vs=zzzzzzzz key=tcp/192.0.2.99/80 sched=rr aff=0"}}),
-        serde_json::json!({"rule": {"family": "ip", "table": "causeway-0", "chain": "x",
-            "comment": "cw:svc vs=yyyyyyyy key=tcp/192.0.2.98/80 sched=rr aff=0"}}),
-    ];
+    let rule = |chain: &str, comment: &str, packets| ListedRule {
+        chain: chain.into(),
+        comment: Some(comment.into()),
+        packets: Some(packets),
+    };
+    let mut listing = Listing::default();
+    // Another program's table with a look-alike comment is not ours.
+    listing
+        .tables
+        .insert("other".into(), TableObjects::default());
+    listing.rules.push((
+        "other".into(),
+        rule(
+            "x",
+            "cw:svc vs=zzzzzzzz key=tcp/192.0.2.99/80 sched=rr aff=0",
+            1,
+        ),
+    ));
     for (k, vs) in &d.services {
         let t = l.table_of(k);
-        items.push(serde_json::json!({"chain": {"family": "inet", "table": t, "name": names::service_chain(k, &vs.origin)}}));
-        items.push(serde_json::json!({"rule": {"family": "inet", "table": t, "chain": names::service_chain(k, &vs.origin),
-            "comment": svc_comment(k, vs), "expr": [{"counter": {"packets": 3, "bytes": 180}}]}}));
+        let chain = names::service_chain(k, &vs.origin);
+        let objects = listing.tables.entry(t.clone()).or_default();
+        objects.chains.insert(chain.clone());
+        listing
+            .rules
+            .push((t.clone(), rule(&chain, &svc_comment(k, vs), 3)));
         for (r, w) in &vs.reals {
             // A real server of weight w has w slot rules (and an affinity rule).
             for _ in 0..(*w).max(1) + u32::from(vs.affinity.is_some()) {
-                items.push(serde_json::json!({"rule": {"family": "inet", "table": t, "chain": names::service_chain(k, &vs.origin),
-                    "comment": format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k)),
-                    "expr": [{"counter": {"packets": 1, "bytes": 60}}]}}));
+                let comment = format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k));
+                listing.rules.push((t.clone(), rule(&chain, &comment, 1)));
             }
         }
     }
-    let (state, tables) = parse_listing(&l, &serde_json::json!({ "nftables": items }));
+    // Rules without a comment (dispatch) or counter are skipped or count nothing.
+    listing.rules.push((
+        l.table_of(d.services.keys().next().unwrap()),
+        ListedRule {
+            chain: "services".into(),
+            ..Default::default()
+        },
+    ));
+    let (state, tables) = parse_listing(&l, &listing);
     let chains: usize = tables.values().map(|t| t.chains.len()).sum();
     assert_eq!(chains, d.services.len());
     assert!(!tables.contains_key("other"));
