@@ -239,9 +239,13 @@ impl Syncer {
         let replaced = self.applied.swap(desired.clone());
         let replaced_from = self.applied_from.replace((plan_no, touched));
         drop(previous);
-        if let (Some((from, touched)), Ok(state)) = (replaced_from, Arc::try_unwrap(replaced)) {
-            self.planner.recycle(state, from, touched);
-        }
+        let recycled = match (replaced_from, Arc::try_unwrap(replaced)) {
+            (Some((from, touched)), Ok(state)) => {
+                self.planner.recycle(state, from, touched);
+                true
+            }
+            _ => false,
+        };
         if let Some(task) = &self.aliases {
             // A full sync re-reads the interface even when the set is unchanged.
             task.want(desired.vips(), req.full);
@@ -262,6 +266,13 @@ impl Syncer {
             apply_ms = (applied - planned).as_secs_f64() * 1000.0,
             "synced"
         );
+        if !recycled && let Some((from, touched)) = &self.applied_from {
+            // Nothing to hand back (the first sync after start, or after a state read
+            // from the kernel): a copy of what was just applied, made now rather than by
+            // the plan of the next change (~20-40 ms at 10,000 services).
+            self.planner
+                .recycle(DesiredState::clone(&desired), *from, touched.clone());
+        }
         Ok(())
     }
 
