@@ -1,6 +1,7 @@
 //! Sync benchmark of causeway-proxy (nftables backend). `cargo bench -p causeway-proxy --bench sync`
 //! (root and `nft` needed for part 2; part 1 runs anywhere). `-- plan`: part 1 only;
-//! `-- api`: part 1 and the API-server run of part 2 only.
+//! `-- api`: part 1 and the API-server run of part 2 only; `-- kernel`: the kernel time
+//! of one 10,000-service full load with kinds of statement left out (root).
 //!
 //! 1. Planner, render and netlink encoding alone, in process: 30,000 services / 150,000
 //!    endpoints.
