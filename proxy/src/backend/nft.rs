@@ -309,9 +309,6 @@ impl NftBackend {
             // A table deleted between the dumps answers nothing.
             let mut objects = TableObjects::default();
             objects
-                .chains
-                .extend(socket.chains(NFPROTO_INET, &name).map_err(netlink)?);
-            objects
                 .sets
                 .extend(socket.sets(NFPROTO_INET, &name).map_err(netlink)?);
             let rules = socket.rules(NFPROTO_INET, &name).map_err(netlink)?;
@@ -319,6 +316,12 @@ impl NftBackend {
                 .rules
                 .extend(rules.into_iter().map(|r| (name.clone(), r)));
             listing.tables.insert(name, objects);
+        }
+        // One dump holds the chains of every table.
+        for (table, chain) in socket.chains(NFPROTO_INET).map_err(netlink)? {
+            if let Some(objects) = listing.tables.get_mut(&table) {
+                objects.chains.insert(chain);
+            }
         }
         Ok(listing)
     }

@@ -21,19 +21,18 @@ pub struct ListedRule {
 }
 
 impl NfSocket {
-    /// Names of the chains of table `table` of `family`.
-    pub fn chains(&mut self, family: u8, table: &str) -> Result<Vec<String>, NfnlError> {
+    /// Every chain of `family`: `(table, chain)`. Chain dumps take no table filter, so
+    /// one dump serves every table.
+    pub fn chains(&mut self, family: u8) -> Result<Vec<(String, String)>, NfnlError> {
         let mut out = Vec::new();
-        // Chain dumps take no table filter: every chain of the family comes back.
         self.dump(
             GETCHAIN,
             family,
             |_| {},
             |_, attrs| {
-                if string_attr(attrs, 1).as_deref() == Some(table)
-                    && let Some(name) = string_attr(attrs, 3)
-                {
-                    out.push(name);
+                // NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME
+                if let (Some(table), Some(name)) = (string_attr(attrs, 1), string_attr(attrs, 3)) {
+                    out.push((table, name));
                 }
             },
         )?;
