@@ -144,6 +144,11 @@ fn ip_kw(v6: bool) -> &'static str {
     if v6 { "ip6" } else { "ip" }
 }
 
+/// nft's name of the address type.
+fn addr_type(v6: bool) -> &'static str {
+    if v6 { "ipv6_addr" } else { "ipv4_addr" }
+}
+
 fn element_text(key: &VsKey) -> String {
     format!(
         "{} . {} . {}",
@@ -231,7 +236,7 @@ impl Op {
             Op::AddMap { table, map, v6 } => writeln!(
                 out,
                 "add map inet {table} {map} {{ type {} . inet_proto . inet_service : verdict; }}",
-                if *v6 { "ipv6_addr" } else { "ipv4_addr" }
+                addr_type(*v6)
             ),
             Op::FlushMap { table, map } => writeln!(out, "flush map inet {table} {map}"),
             Op::AddAffinitySet {
@@ -242,7 +247,7 @@ impl Op {
             } => writeln!(
                 out,
                 "add set inet {table} {set} {{ type {}; flags dynamic,timeout; timeout {timeout_secs}s; }}",
-                if *v6 { "ipv6_addr" } else { "ipv4_addr" }
+                addr_type(*v6)
             ),
             Op::DeleteSet { table, set } => writeln!(out, "delete set inet {table} {set}"),
             Op::AddRule {
