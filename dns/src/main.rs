@@ -26,7 +26,7 @@ enum Command {
     /// Serve the cluster zones (the default command: `causeway-dns --config FILE` works too).
     Serve(ServeArgs),
     /// Run the mutating admission webhook that points selected pods at causeway-dns.
-    Webhook(webhook::Args),
+    Webhook(Box<webhook::Args>),
 }
 
 /// The arguments with `serve` inserted when no subcommand is named.
@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => server::run(args).await?,
         Command::Webhook(args) => {
             causeway_shared::telemetry::init_tracing(causeway_shared::telemetry::LogFormat::Text);
-            webhook::run(args).await?
+            webhook::run(*args).await?
         }
     }
     Ok(())

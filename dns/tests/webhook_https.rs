@@ -3,13 +3,12 @@
 //!
 //! Addresses: the server binds 127.0.0.1:0; causeway-dns is 192.0.2.53 (RFC 5737).
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -24,11 +23,13 @@ use causeway_dns::webhook::settings::CertFiles;
 use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::Resumption;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+mod common;
+
+use common::https::{exchange, patched_dns_config};
 
 const RELOAD_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -124,94 +125,6 @@ fn patch_settings() -> PatchSettings {
     }
 }
 
-/// One HTTP/1.1 exchange over a fresh TLS connection: status, body, and the certificate the
-/// server presented.
-struct Exchange {
-    status: u16,
-    body: Vec<u8>,
-    certificate: CertificateDer<'static>,
-}
-
-async fn exchange(
-    addr: SocketAddr,
-    tls: &Arc<ClientConfig>,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<Exchange> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost")?;
-    let mut stream = TlsConnector::from(tls.clone()).connect(name, tcp).await?;
-    let certificate = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .context("server sent no certificate")?
-        .clone()
-        .into_owned();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.flush().await?;
-
-    let mut response = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some((status, body)) = complete_response(&response)? {
-            return Ok(Exchange {
-                status,
-                body,
-                certificate,
-            });
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!(
-                "connection closed mid-response: {:?}",
-                String::from_utf8_lossy(&response)
-            );
-        }
-        response.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Status and body once the whole response (Content-Length framed) has arrived.
-fn complete_response(bytes: &[u8]) -> Result<Option<(u16, Vec<u8>)>> {
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&bytes[..end])?;
-    let status: u16 = head.split(' ').nth(1).context("no status code")?.parse()?;
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .context("response without content-length")?;
-    let body = &bytes[end + 4..];
-    Ok((body.len() >= length).then(|| (status, body[..length].to_vec())))
-}
-
-/// The dnsConfig the answer's patch writes, applied to the review's pod.
-fn patched_dns_config(review: &[u8], answer: &[u8]) -> Result<Value> {
-    let answer: Value = serde_json::from_slice(answer)?;
-    assert_eq!(answer["response"]["allowed"], true, "{answer}");
-    let bytes: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone())
-        .context("answer has a patch")?;
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes)?;
-    let mut pod = serde_json::from_slice::<Value>(review)?["request"]["object"].clone();
-    json_patch::patch(&mut pod, &patch)?;
-    assert_eq!(pod["spec"]["dnsPolicy"], "None");
-    Ok(pod["spec"]["dnsConfig"].clone())
-}
-
 #[tokio::test]
 async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Result<()> {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
@@ -250,13 +163,13 @@ async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Resu
     client.resumption = Resumption::disabled();
     let client = Arc::new(client);
 
-    let health = exchange(addr, &client, "GET", "/healthz", b"").await?;
+    let health = exchange(addr, "localhost", &client, "GET", "/healthz", b"").await?;
     assert_eq!((health.status, health.body.as_slice()), (200, &b"ok"[..]));
     assert_eq!(health.certificate, first);
 
     // Selected by its own label: patched, no namespace lookup.
     let review = fixture("pod-without-dns-config.json");
-    let answer = exchange(addr, &client, "POST", "/mutate", &review).await?;
+    let answer = exchange(addr, "localhost", &client, "POST", "/mutate", &review).await?;
     assert_eq!(answer.status, 200);
     assert_eq!(
         patched_dns_config(&review, &answer.body)?,
@@ -271,7 +184,7 @@ async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Resu
     // Selected by its namespace: one lookup, then the cache answers.
     let review = fixture("namespace-selected-pod.json");
     for _ in 0..2 {
-        let answer = exchange(addr, &client, "POST", "/mutate", &review).await?;
+        let answer = exchange(addr, "localhost", &client, "POST", "/mutate", &review).await?;
         assert_eq!(answer.status, 200);
         let config = patched_dns_config(&review, &answer.body)?;
         assert_eq!(config["searches"][0], "shop.svc.cluster.local");
@@ -283,6 +196,7 @@ async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Resu
     review["request"]["namespace"] = json!("ghost");
     let answer = exchange(
         addr,
+        "localhost",
         &client,
         "POST",
         "/mutate",
@@ -296,6 +210,7 @@ async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Resu
     // Readable uid: allowed unchanged. No uid: 400 with the reason.
     let answer = exchange(
         addr,
+        "localhost",
         &client,
         "POST",
         "/mutate",
@@ -311,6 +226,7 @@ async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Resu
     assert_eq!(answer["response"]["allowed"], true);
     let refused = exchange(
         addr,
+        "localhost",
         &client,
         "POST",
         "/mutate",
@@ -328,7 +244,7 @@ async fn webhook_serves_reviews_over_https_and_reloads_its_certificate() -> Resu
     assert_ne!(first, second);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let health = exchange(addr, &client, "GET", "/healthz", b"").await?;
+        let health = exchange(addr, "localhost", &client, "GET", "/healthz", b"").await?;
         if health.certificate == second {
             break;
         }

@@ -3,10 +3,12 @@
 //! - [`apiserver`]: a test Kubernetes API server speaking the real protocol over TCP, with
 //!   fault injection, for running `kube` clients and the binaries against fake clusters.
 //! - [`wait`]: bounded polling for tests.
+//! - [`rbac`]: least privilege, the request log against the rendered RBAC rules, both ways.
 //! - [`demo`]: running the demo scripts from end-to-end tests.
 //! - [`kernel_vm`]: running one test inside Debian's stock kernel under QEMU.
 
 pub mod apiserver;
 pub mod demo;
 pub mod kernel_vm;
+pub mod rbac;
 pub mod wait;

@@ -90,6 +90,8 @@ fn kubernetes_overlay_renders_and_validates() {
         cfg.tunnel.steering,
         causeway_shared::config::SteeringMode::None
     );
+    // The webhook keeps its own CA (dns/tests/webhook_tls_provision.rs runs it as rendered).
+    assert!(args_of(webhook_container(&docs)).contains(&"--tls-secret=causeway-webhook-tls"));
 }
 
 #[test]
@@ -123,6 +125,49 @@ fn openshift_overlay_renders_and_validates() {
         cfg.tunnel.steering,
         causeway_shared::config::SteeringMode::Ovs
     );
+    // The service-ca operator provides the webhook's certificate and caBundle; restricted-v2
+    // picks the UID, and the webhook has no access to Secrets.
+    let webhook = webhook_container(&docs);
+    assert!(args_of(webhook).contains(&"--tls-cert=/etc/causeway/tls/tls.crt"));
+    assert!(webhook["securityContext"].get("runAsUser").is_none());
+    let mwc = docs
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(
+        mwc["metadata"]["annotations"]["service.beta.openshift.io/inject-cabundle"],
+        "true"
+    );
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "causeway-webhook")
+        .unwrap();
+    assert_eq!(
+        service["metadata"]["annotations"]["service.beta.openshift.io/serving-cert-secret-name"],
+        "causeway-webhook-tls"
+    );
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "Role" && d["metadata"]["name"] == "causeway-webhook")
+    );
+}
+
+fn webhook_container(docs: &[serde_json::Value]) -> &serde_json::Value {
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "causeway-webhook")
+        .expect("the webhook Deployment");
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args_of(container: &serde_json::Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect()
 }
 
 #[test]

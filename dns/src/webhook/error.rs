@@ -68,6 +68,46 @@ pub enum Error {
     /// The admission request names no namespace, so the search list cannot be built.
     #[error("admission request names no namespace")]
     NoNamespace,
+    /// The TLS Secret could not be read or written.
+    #[error("cannot read or write the webhook tls secret {secret}")]
+    TlsSecret {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Other writers kept changing the TLS Secret between our read and our write.
+    #[error("the webhook tls secret {secret} changed under every one of {attempts} attempts")]
+    TlsSecretContended {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// How many read-decide-write cycles were tried.
+        attempts: usize,
+    },
+    /// The CA or serving certificate could not be generated.
+    #[error("cannot generate the webhook certificates")]
+    Certificate(#[from] super::certs::CertError),
+    /// The generated certificate did not load into the TLS server.
+    #[error("cannot serve the generated certificate")]
+    TlsConfig(#[source] io::Error),
+    /// The MutatingWebhookConfiguration could not be read or patched.
+    #[error("cannot read or patch MutatingWebhookConfiguration {name}")]
+    WebhookConfiguration {
+        /// Its name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// No entry of the webhook configuration calls our Service, so none can get our CA.
+    #[error("no webhook of MutatingWebhookConfiguration {configuration} calls service {service}")]
+    NoWebhookForService {
+        /// The configuration's name.
+        configuration: String,
+        /// `namespace/name` of our Service.
+        service: String,
+    },
     /// The patch could not be encoded into the response.
     #[error("cannot encode json patch")]
     EncodePatch(#[source] kube::core::admission::SerializePatchError),
@@ -87,6 +127,12 @@ impl Error {
             Self::DecodePod(_) => "decode-pod",
             Self::NoNamespace => "no-namespace",
             Self::EncodePatch(_) => "encode-patch",
+            Self::TlsSecret { .. } => "tls-secret",
+            Self::TlsSecretContended { .. } => "tls-secret-contended",
+            Self::Certificate(_) => "certificate",
+            Self::TlsConfig(_) => "tls-config",
+            Self::WebhookConfiguration { .. } => "webhook-configuration",
+            Self::NoWebhookForService { .. } => "no-webhook-for-service",
         }
     }
 }

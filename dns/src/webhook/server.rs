@@ -238,18 +238,31 @@ pub async fn serve(
     webhook: Webhook,
     handle: Handle<SocketAddr>,
 ) -> Result<(), Error> {
+    let config = certificate.config();
+    let keeper = certificate.watch(reload_interval, webhook.metrics.clone());
+    serve_with(listener, config, keeper, webhook, handle).await
+}
+
+/// Serves `webhook` over HTTPS with `tls` until `handle` shuts it down, while `keeper` (what
+/// keeps the certificate current: a file watcher, or the Secret provisioner) runs beside it.
+pub async fn serve_with(
+    listener: std::net::TcpListener,
+    tls: RustlsConfig,
+    keeper: impl std::future::Future<Output = ()> + Send + 'static,
+    webhook: Webhook,
+    handle: Handle<SocketAddr>,
+) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(|source| Error::Serve {
         server: "https",
         source,
     })?;
-    let metrics = webhook.metrics.clone();
-    let server = axum_server::from_tcp_rustls(listener, certificate.config())
+    let server = axum_server::from_tcp_rustls(listener, tls)
         .map_err(|source| Error::Bind { addr, source })?
         .handle(handle);
-    let watcher = tokio::spawn(certificate.watch(reload_interval, metrics));
+    let keeper = tokio::spawn(keeper);
     info!(%addr, "admission webhook listening");
     let served = server.serve(webhook.router().into_make_service()).await;
-    watcher.abort();
+    keeper.abort();
     served.map_err(|source| Error::Serve {
         server: "https",
         source,

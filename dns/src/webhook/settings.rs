@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Error;
 use super::patch::{Match, PatchSettings};
+use super::provision::SecretSettings;
 
 /// Flags of the `webhook` subcommand: the mutating admission webhook that points selected pods
 /// at causeway-dns.
@@ -23,13 +24,48 @@ pub struct Args {
     )]
     pub metrics_listen: SocketAddr,
 
-    /// PEM certificate chain served over HTTPS; reloaded when the file changes.
+    /// PEM certificate chain served over HTTPS; reloaded when the file changes. With
+    /// --tls-key; the other way is --tls-secret.
     #[arg(long, env = "CAUSEWAY_WEBHOOK_TLS_CERT")]
-    pub tls_cert: PathBuf,
+    pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of the certificate; reloaded when the file changes.
     #[arg(long, env = "CAUSEWAY_WEBHOOK_TLS_KEY")]
-    pub tls_key: PathBuf,
+    pub tls_key: Option<PathBuf>,
+
+    /// Self-managed TLS: keep an own CA and serving certificate in this Secret of the
+    /// webhook's namespace, and publish the CA as caBundle on --webhook-configuration.
+    #[arg(long, env = "CAUSEWAY_WEBHOOK_TLS_SECRET", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_secret: Option<String>,
+
+    /// The webhook's namespace (of the Secret and the Service); from the downward API.
+    #[arg(long, env = "CAUSEWAY_WEBHOOK_NAMESPACE", default_value = "causeway")]
+    pub namespace: String,
+
+    /// The Service the API server calls; the serving certificate is issued for its names.
+    #[arg(
+        long,
+        env = "CAUSEWAY_WEBHOOK_SERVICE",
+        default_value = "causeway-webhook"
+    )]
+    pub service: String,
+
+    /// The MutatingWebhookConfiguration whose entries calling --service get our caBundle.
+    #[arg(
+        long,
+        env = "CAUSEWAY_WEBHOOK_CONFIGURATION",
+        default_value = "causeway-dns"
+    )]
+    pub webhook_configuration: String,
+
+    /// With --tls-secret: how often the Secret and caBundle are checked (renewal, repair).
+    #[arg(
+        long,
+        env = "CAUSEWAY_WEBHOOK_TLS_CHECK_INTERVAL",
+        default_value = "1m",
+        value_parser = parse_duration
+    )]
+    pub tls_check_interval: Duration,
 
     /// How often the certificate and key files are checked for changes (e.g. 10s, 500ms, 1m).
     #[arg(
@@ -105,8 +141,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Metrics listen address.
     pub metrics_listen: SocketAddr,
-    /// Certificate and key files.
-    pub cert: CertFiles,
+    /// Where the serving certificate comes from.
+    pub tls: TlsSource,
     /// Poll interval of the certificate files.
     pub cert_reload_interval: Duration,
     /// Lifetime of cached namespace labels.
@@ -114,6 +150,19 @@ pub struct Settings {
     /// What the patch needs.
     pub patch: PatchSettings,
 }
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Files someone else keeps current (cert-manager, OpenShift's service-ca).
+    Files(CertFiles),
+    /// Our own CA in a Secret, published as caBundle.
+    Secret(SecretSettings),
+}
+
+/// A serving certificate is renewed when it expires within this (a year's certificate is
+/// renewed after eleven months).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The serving certificate chain and its key, both PEM files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,13 +201,57 @@ impl TryFrom<Args> for Settings {
         if args.cert_reload_interval.is_zero() {
             return Err(invalid("cert-reload-interval", "0", "must be positive"));
         }
+        let tls = match (args.tls_secret, args.tls_cert, args.tls_key) {
+            (Some(secret), None, None) => {
+                if args.tls_check_interval.is_zero() {
+                    return Err(invalid("tls-check-interval", "0", "must be positive"));
+                }
+                for (flag, value) in [
+                    ("tls-secret", &secret),
+                    ("namespace", &args.namespace),
+                    ("service", &args.service),
+                    ("webhook-configuration", &args.webhook_configuration),
+                ] {
+                    if !is_dns_name(value) {
+                        return Err(invalid(flag, value, "not a DNS name"));
+                    }
+                }
+                TlsSource::Secret(SecretSettings {
+                    secret,
+                    namespace: args.namespace,
+                    service: args.service,
+                    webhook_configuration: args.webhook_configuration,
+                    check_interval: args.tls_check_interval,
+                    renew_before: RENEW_BEFORE,
+                })
+            }
+            (None, Some(cert), Some(key)) => TlsSource::Files(CertFiles { cert, key }),
+            (None, Some(_), None) => {
+                return Err(invalid(
+                    "tls-key",
+                    "",
+                    "missing: --tls-cert needs --tls-key",
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "tls-cert",
+                    "",
+                    "missing: --tls-key needs --tls-cert",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "tls-secret",
+                    "",
+                    "missing: give --tls-secret, or --tls-cert and --tls-key",
+                ));
+            }
+        };
         Ok(Self {
             listen: args.listen,
             metrics_listen: args.metrics_listen,
-            cert: CertFiles {
-                cert: args.tls_cert,
-                key: args.tls_key,
-            },
+            tls,
             cert_reload_interval: args.cert_reload_interval,
             namespace_cache_ttl: args.namespace_cache_ttl,
             patch: PatchSettings {
@@ -262,6 +355,49 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid --cluster-domain \"bad_domain\": not a DNS name"
+        );
+    }
+
+    #[test]
+    fn tls_comes_from_files_or_a_secret() {
+        let files = parse(&[]).expect("valid");
+        assert_eq!(
+            files.tls,
+            TlsSource::Files(CertFiles {
+                cert: "/tls/tls.crt".into(),
+                key: "/tls/tls.key".into()
+            })
+        );
+        let argv = [
+            "webhook",
+            "--tls-secret=causeway-webhook-tls",
+            "--namespace=causeway",
+            "--nameserver=192.0.2.53",
+        ];
+        let secret = Settings::try_from(Cli::try_parse_from(argv).expect("flags parse").args)
+            .expect("valid");
+        let TlsSource::Secret(s) = secret.tls else {
+            panic!("expected a secret source");
+        };
+        assert_eq!(s.secret, "causeway-webhook-tls");
+        assert_eq!(s.service, "causeway-webhook");
+        assert_eq!(s.webhook_configuration, "causeway-dns");
+        assert_eq!(s.check_interval, Duration::from_secs(60));
+        // Both ways at once is refused by the parser; neither by validation.
+        assert!(
+            Cli::try_parse_from([
+                "webhook",
+                "--tls-secret=s",
+                "--tls-cert=/c",
+                "--nameserver=192.0.2.53"
+            ])
+            .is_err()
+        );
+        let neither = Cli::try_parse_from(["webhook", "--nameserver=192.0.2.53"]).expect("parses");
+        let err = Settings::try_from(neither.args).expect_err("no tls");
+        assert_eq!(
+            err.to_string(),
+            "invalid --tls-secret \"\": missing: give --tls-secret, or --tls-cert and --tls-key"
         );
     }
 

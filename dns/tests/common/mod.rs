@@ -2,6 +2,8 @@
 //! queries it with hickory-proto messages over UDP/TCP and with `dig`.
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

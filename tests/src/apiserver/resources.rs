@@ -85,6 +85,13 @@ pub const DEFAULT_RESOURCES: &[Resource] = &[
     ),
     Resource::grouped("coordination.k8s.io", "v1", "Lease", "leases", true),
     Resource::grouped(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+    ),
+    Resource::grouped(
         "causeway.io",
         "v1alpha1",
         "TunnelEndpoint",
