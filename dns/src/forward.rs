@@ -74,9 +74,10 @@ pub fn upstream_addrs(upstreams: &Upstreams) -> Result<Vec<SocketAddr>, ForwardE
     }
 }
 
-/// True when `upstream` is one of our own listen addresses: forwarding there would loop
-/// (a pod's resolv.conf pointing back at us). An unspecified listen address matches
-/// loopback and unspecified upstreams on the same port.
+/// True when `upstream` is one of our own addresses (listen addresses, and the Service IP in
+/// front of us): forwarding there would loop (a resolv.conf pointing back at us, e.g. after
+/// our own webhook patched our pod). An unspecified listen address matches loopback and
+/// unspecified upstreams on the same port.
 pub fn is_self(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
     listen.iter().any(|l| {
         l.port() == upstream.port()

@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// Address of /metrics, /healthz, /readyz; default: `dns.metricsListen`.
     #[arg(long, env = "CAUSEWAY_DNS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// This server's Service ClusterIP(s), which Kubernetes gives the pod as
+    /// `CAUSEWAY_DNS_SERVICE_HOST`: an upstream at one of them on port 53 is ourselves
+    /// through the Service (a forwarding loop), and is dropped like our own listen addresses.
+    #[arg(long, env = "CAUSEWAY_DNS_SERVICE_HOST", value_delimiter = ',')]
+    pub service_ip: Vec<std::net::IpAddr>,
     /// UDP sockets (and threads) per listen address; default: one per core.
     #[arg(long, env = "CAUSEWAY_DNS_UDP_THREADS")]
     pub udp_threads: Option<usize>,
@@ -65,7 +70,13 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         args.listen.clone()
     };
     let metrics_listen = args.metrics_listen.unwrap_or(config.dns.metrics_listen);
-    let forwarder = Forwarder::new(upstream_addrs(&config.dns.upstreams)?, &listen)?;
+    // Our own addresses: what we listen on, and the Service in front of us.
+    let ourselves: Vec<SocketAddr> = listen
+        .iter()
+        .copied()
+        .chain(args.service_ip.iter().map(|ip| SocketAddr::new(*ip, 53)))
+        .collect();
+    let forwarder = Forwarder::new(upstream_addrs(&config.dns.upstreams)?, &ourselves)?;
 
     let process = Process::new(config);
     let metrics = process.with_registry(Metrics::register);

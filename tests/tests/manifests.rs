@@ -90,6 +90,20 @@ fn kubernetes_overlay_renders_and_validates() {
         cfg.tunnel.steering,
         causeway_shared::config::SteeringMode::None
     );
+    // causeway-dns forwards to the cluster DNS and is never patched by its own webhook.
+    let dns = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "causeway-dns")
+        .unwrap();
+    assert_eq!(dns["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(
+        dns["spec"]["template"]["metadata"]["annotations"]["causeway.io/dns"],
+        "disabled"
+    );
+    assert_eq!(
+        cfg.dns.upstreams,
+        causeway_shared::config::Upstreams::ResolvConf("/etc/resolv.conf".into())
+    );
     // The webhook keeps its own CA (dns/tests/webhook_tls_provision.rs runs it as rendered).
     assert!(args_of(webhook_container(&docs)).contains(&"--tls-secret=causeway-webhook-tls"));
 }

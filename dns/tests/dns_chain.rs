@@ -1,0 +1,298 @@
+//! The DNS chain a patched pod gets, in a network namespace: the pod's resolv.conf is written
+//! from the webhook's actual JSON patch the way kubelet writes it for `dnsPolicy: None`,
+//! causeway-dns forwards what it does not own to a stand-in cluster DNS (NSD, authoritative
+//! for `cluster.local` and for an "external" zone it would forward to in a real cluster), and
+//! glibc's `getent` resolves a `cluster.local` name, a bare name through the search path,
+//! another cluster's Service and an external name. An upstream that is causeway-dns's own
+//! Service IP is dropped as a loop.
+//!
+//! Addresses (inside the namespace only): causeway-dns 192.0.2.53, the stand-in cluster DNS
+//! 192.0.2.10, causeway-dns's Service IP 192.0.2.54 (RFC 5737).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use causeway_dns::webhook::patch::{self, Decision, Match, PatchSettings};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+
+const CLUSTER_DNS: &str = "192.0.2.10";
+const CAUSEWAY_DNS: &str = "192.0.2.53";
+
+/// A network namespace with its resolv.conf directory, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("cwdc-{}-{tag}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run("ip", &["netns", "add", &name]);
+        let ns = Self(name);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, argv: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", &self.0];
+        all.extend_from_slice(argv);
+        run("ip", &all)
+    }
+
+    fn spawn(&self, argv: &[&str]) -> Guard {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        Guard(child)
+    }
+
+    fn etc(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.etc());
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().expect(program);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// NSD as the cluster's DNS: `cluster.local` (what CoreDNS answers from the API) and
+/// `example.net` (what it forwards to the internet).
+fn cluster_dns_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let zones = [
+        (
+            "cluster.local",
+            "kubernetes.default.svc 5 IN A 10.96.0.1\nweb.demo.svc 5 IN A 10.96.0.80\n",
+        ),
+        ("example.net", "www 5 IN A 203.0.113.80\n"),
+    ];
+    let d = dir.display();
+    let mut conf = format!(
+        "server:\n  ip-address: {CLUSTER_DNS}\n  server-count: 1\n  username: \"\"\n  \
+         zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  \
+         xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  verbosity: 0\n\
+         remote-control:\n  control-enable: no\n"
+    );
+    for (apex, body) in zones {
+        std::fs::write(
+            dir.join(format!("{apex}.zone")),
+            format!(
+                "$ORIGIN {apex}.\n$TTL 5\n@ IN SOA ns hostmaster 1 7200 1800 86400 5\n\
+                 @ IN NS ns\nns IN A {CLUSTER_DNS}\n{body}"
+            ),
+        )
+        .unwrap();
+        conf += &format!("zone:\n  name: \"{apex}\"\n  zonefile: \"{apex}.zone\"\n");
+    }
+    let path = dir.join("nsd.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// The pod's resolv.conf as kubelet writes it from `dnsConfig` under `dnsPolicy: None`.
+fn kubelet_resolv_conf(pod: &serde_json::Value) -> String {
+    assert_eq!(pod["spec"]["dnsPolicy"], "None");
+    let config = &pod["spec"]["dnsConfig"];
+    let list = |key: &str| -> Vec<String> {
+        config[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let options: Vec<String> = config["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| match o["value"].as_str() {
+            Some(v) => format!("{}:{v}", o["name"].as_str().unwrap()),
+            None => o["name"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    let mut text = String::new();
+    if !list("searches").is_empty() {
+        text += &format!("search {}\n", list("searches").join(" "));
+    }
+    for ns in list("nameservers") {
+        text += &format!("nameserver {ns}\n");
+    }
+    if !options.is_empty() {
+        text += &format!("options {}\n", options.join(" "));
+    }
+    text
+}
+
+/// The webhook's decision for a pod of namespace `demo` selected by its label, applied.
+fn patched_pod() -> serde_json::Value {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "client", "namespace": "demo",
+                     "labels": {"causeway.io/dns": "enabled"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    });
+    let settings = PatchSettings {
+        nameserver: CAUSEWAY_DNS.parse().unwrap(),
+        cluster_domain: "cluster.local".to_owned(),
+        selector: Match {
+            key: "causeway.io/dns".to_owned(),
+            value: "enabled".to_owned(),
+        },
+        opt_out: Match {
+            key: "causeway.io/dns".to_owned(),
+            value: "disabled".to_owned(),
+        },
+        ndots: 5,
+    };
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let Decision::Patch { patch, .. } = patch::plan(&typed, "demo", None, &settings) else {
+        panic!("the webhook leaves a selected pod alone");
+    };
+    json_patch::patch(&mut pod, &patch).unwrap();
+    pod
+}
+
+fn getent(ns: &Netns, name: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "getent", "hosts", name])
+        .output()
+        .unwrap();
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+#[test]
+fn a_patched_pod_resolves_cluster_local_search_names_other_clusters_and_external_names() {
+    let lab = Netns::new("chain");
+    for ip in [CLUSTER_DNS, CAUSEWAY_DNS] {
+        lab.exec(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster_dns = lab.spawn(&[
+        "nsd",
+        "-d",
+        "-c",
+        cluster_dns_config(dir.path()).to_str().unwrap(),
+    ]);
+
+    // causeway-dns's own resolv.conf, as kubelet writes it for ClusterFirst in namespace
+    // causeway; its Service IP is listed first, as a misconfigured node might.
+    let upstream = dir.path().join("resolv.conf");
+    std::fs::write(
+        &upstream,
+        format!(
+            "search causeway.svc.cluster.local svc.cluster.local cluster.local\n\
+             nameserver 192.0.2.54\nnameserver {CLUSTER_DNS}\noptions ndots:5\n"
+        ),
+    )
+    .unwrap();
+    let fixtures = common::FIXTURES;
+    let config = format!(
+        "cluster: a
+clusters:
+- name: a
+  podCIDRs: [192.0.2.0/24]
+  serviceCIDRs: [198.51.100.0/25]
+  source: {{file: {fixtures}/cluster-a.yaml}}
+- name: b
+  podCIDRs: [10.132.0.0/14]
+  serviceCIDRs: [198.51.100.128/25]
+  source: {{file: {fixtures}/cluster-b.yaml}}
+dns:
+  listen: [\"{CAUSEWAY_DNS}:53\"]
+  metricsListen: \"127.0.0.1:9153\"
+  upstreams: {}
+",
+        upstream.display()
+    );
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let bin = env!("CARGO_BIN_EXE_causeway-dns");
+    let mut causeway = Command::new("ip");
+    causeway
+        .args(["netns", "exec", &lab.0, bin, "--config"])
+        .arg(&config_path)
+        .env("CAUSEWAY_DNS_SERVICE_HOST", "192.0.2.54")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = Guard(causeway.spawn().unwrap());
+
+    // The pod's resolv.conf, where `ip netns exec` mounts it over /etc/resolv.conf.
+    std::fs::create_dir_all(lab.etc()).unwrap();
+    std::fs::write(
+        lab.etc().join("resolv.conf"),
+        kubelet_resolv_conf(&patched_pod()),
+    )
+    .unwrap();
+
+    let b_web = {
+        // The first Service of cluster b's fixture, by name.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(ip) = getent(&lab, "web.demo.svc.cluster.b") {
+                break ip;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "web.demo.svc.cluster.b does not resolve through causeway-dns"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(b_web.starts_with("198.51.100."), "{b_web}");
+    assert_eq!(
+        getent(&lab, "kubernetes.default.svc.cluster.local").as_deref(),
+        Some("10.96.0.1"),
+        "cluster.local through causeway-dns to the cluster DNS"
+    );
+    assert_eq!(
+        getent(&lab, "web").as_deref(),
+        Some("10.96.0.80"),
+        "a bare name through the pod's search path"
+    );
+    assert_eq!(
+        getent(&lab, "www.example.net").as_deref(),
+        Some("203.0.113.80"),
+        "an external name through the cluster DNS"
+    );
+
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut out).unwrap();
+    assert!(
+        out.contains("ignoring upstream that is this server") && out.contains("192.0.2.54:53"),
+        "the Service IP upstream is dropped as a loop:\n{out}"
+    );
+}
