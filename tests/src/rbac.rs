@@ -195,16 +195,30 @@ pub fn grants(docs: &[Value], namespace: &str, account: &str) -> Vec<Grant> {
     out
 }
 
+/// Checks one way: every access is allowed by some grant (for a role several binaries share).
+pub fn check_allowed(grants: &[Grant], accesses: &[Access]) -> Result<(), String> {
+    let problems = not_allowed(grants, accesses);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn not_allowed(grants: &[Grant], accesses: &[Access]) -> Vec<String> {
+    let distinct: BTreeSet<&Access> = accesses.iter().collect();
+    distinct
+        .into_iter()
+        .filter(|a| !grants.iter().any(|g| g.allows(a)))
+        .map(|a| format!("used but not granted: {a:?}"))
+        .collect()
+}
+
 /// Checks least privilege both ways. The error lists every access no rule allows and every
 /// grant no access used.
 pub fn check(grants: &[Grant], accesses: &[Access]) -> Result<(), String> {
-    let mut problems = Vec::new();
+    let mut problems = not_allowed(grants, accesses);
     let distinct: BTreeSet<&Access> = accesses.iter().collect();
-    for access in &distinct {
-        if !grants.iter().any(|g| g.allows(access)) {
-            problems.push(format!("used but not granted: {access:?}"));
-        }
-    }
     for single in grants.iter().flat_map(Grant::singles) {
         if !distinct.iter().any(|a| single.allows(a)) {
             problems.push(format!("granted but not used: {single}"));
