@@ -90,6 +90,35 @@ fn kubernetes_overlay_renders_and_validates() {
         cfg.tunnel.steering,
         causeway_shared::config::SteeringMode::None
     );
+    // Remote kubeconfigs: one Secret, one key per cluster, mounted where the config says.
+    for (kind, name) in [
+        ("DaemonSet", "causeway-node"),
+        ("Deployment", "causeway-dns"),
+    ] {
+        let workload = docs
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap();
+        let volumes = workload["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["name"] == "remotes" && v["secret"]["secretName"] == "causeway-remotes"),
+            "{name} mounts the causeway-remotes Secret"
+        );
+    }
+    for cluster in cfg.clusters.iter().filter(|c| c.name != cfg.local_cluster) {
+        let shown = format!("{:?}", cluster.source);
+        assert!(
+            shown.contains(&format!(
+                "/etc/causeway/remotes/{}.kubeconfig",
+                cluster.name
+            )),
+            "{shown}"
+        );
+    }
     // causeway-dns forwards to the cluster DNS and is never patched by its own webhook.
     let dns = docs
         .iter()
