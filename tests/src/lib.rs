@@ -2,6 +2,7 @@
 //!
 //! - [`apiserver`]: a test Kubernetes API server speaking the real protocol over TCP, with
 //!   fault injection, for running `kube` clients and the binaries against fake clusters.
+//! - [`netns`]: network namespaces, veth pairs, commands and children inside them, pings.
 //! - [`wait`]: bounded polling for tests.
 //! - [`demo`]: running the demo scripts from end-to-end tests.
 //! - [`kernel_vm`]: running one test inside Debian's stock kernel under QEMU.
@@ -9,4 +10,5 @@
 pub mod apiserver;
 pub mod demo;
 pub mod kernel_vm;
+pub mod netns;
 pub mod wait;

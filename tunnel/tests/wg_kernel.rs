@@ -8,17 +8,15 @@
 //!
 //! Addresses: underlay 192.0.2.0/24 (RFC 5737), tunnel 198.51.100.1/.2, extra range 203.0.113.0/24.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use causeway_tests::kernel_vm;
+use causeway_tests::netns::{Netns, ping, veth};
 use causeway_tunnel::wg::kernel::KernelWg;
 use causeway_tunnel::wg::{
     BackendKind, DeviceConfig, OpenOptions, PeerConfig, PrivateKey, WgBackend, open,
 };
-use common::{Netns, ping, veth};
 
 const TEST: &str = "kernel_backend";
 
@@ -46,7 +44,7 @@ fn peer(key: &PrivateKey, endpoint: Option<&str>, ips: &[&str]) -> PeerConfig {
 fn wg_show(ns: Option<&Netns>, iface: &str) -> Result<String> {
     match ns {
         Some(ns) => ns.exec("wg", &["show", iface, "dump"]),
-        None => common::run("wg", &["show", iface, "dump"]),
+        None => causeway_tests::netns::run("wg", &["show", iface, "dump"]),
     }
 }
 

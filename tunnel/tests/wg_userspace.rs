@@ -3,14 +3,12 @@
 //! Addresses: underlay 192.0.2.0/24 (RFC 5737) on a veth pair; tunnel addresses 198.51.100.1/.2,
 //! an extra allowed range 203.0.113.0/24 for the in-place update test.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use causeway_tests::netns::{Netns, ping, tcp_both_ways, veth};
 use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
 use causeway_tunnel::wg::{BackendKind, DeviceConfig, PeerConfig, PrivateKey, WgBackend};
-use common::{Netns, ping, tcp_both_ways, veth};
 
 const PORT: u16 = 51820;
 
