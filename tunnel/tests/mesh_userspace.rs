@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use causeway_tests::netns::{Netns, ping};
+use causeway_tests::netns::{Netns, ping, veth_pair};
 use causeway_tests::wait::eventually;
 use causeway_tunnel::host::NetlinkHost;
 use causeway_tunnel::keystore::KeyStore;
@@ -55,21 +55,7 @@ fn build_node(
     )?;
     ns.exec("ip", &["link", "set", "br0", "up"])?;
     let pod = Netns::new(&format!("m{name}p"))?;
-    ns.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            "veth1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            pod.name(),
-        ],
-    )?;
+    veth_pair(&ns, "veth1", &pod, "eth0")?;
     ns.exec("ip", &["link", "set", "veth1", "master", "br0", "up"])?;
     pod.exec(
         "ip",
@@ -82,21 +68,7 @@ fn build_node(
     )?;
     // underlay: one veth into the underlay bridge
     let port = format!("ul-{name}");
-    ul.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "ul0",
-            "netns",
-            ns.name(),
-        ],
-    )?;
+    veth_pair(ul, &port, &ns, "ul0")?;
     ul.exec("ip", &["link", "set", &port, "master", "ulbr", "up"])?;
     ns.exec(
         "ip",

@@ -1,4 +1,5 @@
-//! Kernel WireGuard backend against a real kernel.
+//! Kernel WireGuard backend against a real kernel, with the device battery (`wg_battery`)
+//! the fake and the userspace backend run too.
 //!
 //! This host's kernel has no WireGuard module, so the test runs itself inside a QEMU VM booting
 //! Debian's stock kernel (`shared/lab/kernel-vm.sh`, beside the repository): on the host
@@ -17,6 +18,8 @@ use causeway_tunnel::wg::kernel::KernelWg;
 use causeway_tunnel::wg::{
     BackendKind, DeviceConfig, OpenOptions, PeerConfig, PrivateKey, WgBackend, open,
 };
+
+mod wg_battery;
 
 const TEST: &str = "kernel_backend";
 
@@ -56,6 +59,20 @@ fn inside_vm() -> Result<()> {
         rt.block_on(KernelWg::available()),
         "wireguard genl family missing in the VM"
     );
+
+    // The device battery shared with the fake and the userspace backend (`battery_wg`), in
+    // a namespace of its own: its keepalives then find no route out of it.
+    let bat = Netns::new("kbat")?;
+    bat.enter(|| -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let wg = KernelWg::create("cwk2", 1420).await?;
+            wg_battery::battery(&wg, "cwk2").await
+        })
+    })??;
+    drop(bat);
 
     // Configure and update peers in place, checked with wg(8).
     let wg = rt.block_on(open(&OpenOptions::new("cwk0")))?;

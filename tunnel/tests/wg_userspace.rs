@@ -8,7 +8,11 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use causeway_tests::netns::{Netns, ping, tcp_both_ways, veth};
 use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
-use causeway_tunnel::wg::{BackendKind, DeviceConfig, PeerConfig, PrivateKey, WgBackend};
+use causeway_tunnel::wg::{BackendKind, DeviceConfig, PrivateKey, WgBackend};
+
+mod wg_battery;
+
+use wg_battery::peer;
 
 const PORT: u16 = 51820;
 
@@ -30,21 +34,6 @@ fn device_in(ns: &Netns, addr: &str, peer_addr: &str) -> Result<UserspaceWg> {
         &["route", "add", &format!("{peer_addr}/32"), "dev", "cw0"],
     )?;
     Ok(wg)
-}
-
-fn peer(
-    key: &PrivateKey,
-    endpoint: Option<&str>,
-    ips: &[&str],
-    keepalive: Option<u16>,
-) -> PeerConfig {
-    PeerConfig {
-        public_key: key.public_key(),
-        preshared_key: None,
-        endpoint: endpoint.map(|e| e.parse().expect("endpoint")),
-        allowed_ips: ips.iter().map(|s| s.parse().expect("net")).collect(),
-        persistent_keepalive: keepalive,
-    }
 }
 
 #[test]

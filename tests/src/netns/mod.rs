@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result};
 use nix::sched::{CloneFlags, setns};
 
 pub use child::{ChildGuard, RUN_TIMEOUT, run, sh};
-pub use net::{fails_to_ping, ping, tcp_both_ways, veth};
+pub use net::{fails_to_ping, ping, tcp_both_ways, veth, veth_pair};
 pub use nix::sys::signal::Signal;
 
 /// A network namespace, deleted on drop.

@@ -6,25 +6,18 @@ use anyhow::{Context as _, Result};
 
 use super::Netns;
 
+/// Creates a veth pair: `a_if` in `a`, `b_if` in `b`, both down and without addresses.
+pub fn veth_pair(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    let args = ["link", "add", a_if, "type", "veth", "peer", "name", b_if];
+    a.exec("ip", &[&args[..], &["netns", b.name()]].concat())?;
+    Ok(())
+}
+
 /// Joins two namespaces with a veth pair (`cwt-va` in `a`, `cwt-vb` in `b`) and gives each
 /// end an address (`a_addr/24`, `b_addr/24`).
 pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) -> Result<()> {
     let (ia, ib) = ("cwt-va", "cwt-vb");
-    a.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            ia,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            ib,
-            "netns",
-            b.name(),
-        ],
-    )?;
+    veth_pair(a, ia, b, ib)?;
     a.exec("ip", &["addr", "add", &format!("{a_addr}/24"), "dev", ia])?;
     b.exec("ip", &["addr", "add", &format!("{b_addr}/24"), "dev", ib])?;
     a.exec("ip", &["link", "set", ia, "up"])?;

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use causeway_tunnel::steering::COOKIE;
 
 use causeway_tests::kernel_vm;
-use causeway_tests::netns::{self, ChildGuard, Netns};
+use causeway_tests::netns::{self, ChildGuard, Netns, veth_pair};
 
 pub const TUN_MAC: &str = "02:00:00:00:00:0d";
 pub const GW_MAC: &str = "02:00:00:00:00:fe";
@@ -347,21 +347,7 @@ impl Ovs {
 pub fn pod(ovs: &Ovs, short: &str, ofport: u32, mac: &str, ip: &str) -> Result<Netns> {
     let ns = Netns::new(short)?;
     let port = format!("v-{short}");
-    ovs.sw.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ],
-    )?;
+    veth_pair(&ovs.sw, &port, &ns, "eth0")?;
     ovs.sw.exec("ip", &["link", "set", &port, "up"])?;
     ns.exec("ip", &["link", "set", "eth0", "address", mac])?;
     ns.exec("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
