@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use causeway_shared::model::ObjectKind;
 use causeway_shared::process::{CommonArgs, Process};
+use causeway_shared::signal::shutdown_signal;
 use hickory_server::Server;
 use tokio::time::Instant;
 
@@ -144,20 +145,5 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             tracing::info!("shutting down");
             Ok(())
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

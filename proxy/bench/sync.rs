@@ -28,6 +28,7 @@ use causeway_proxy::nfnl::Batch;
 use causeway_proxy::plan::{PlanSettings, Planner, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus};
 use causeway_shared::source::{ObjectCache, parse_objects};
+use causeway_tests::netns::{self, Netns};
 
 const ENDPOINTS_PER_SERVICE: usize = 5;
 
@@ -266,16 +267,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn sh(cmd: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{cmd}");
-}
-
 fn strip_ansi(s: &str) -> String {
     let mut out = String::new();
     let mut it = s.chars();
@@ -347,12 +338,9 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 /// GET `path` from the proxy's telemetry port inside namespace `ns`: the answer and how
 /// long it took.
 fn http_get(ns: &str, path: &str) -> Option<(String, Duration)> {
-    use nix::sched::{CloneFlags, setns};
     use std::io::{Read, Write};
-    let netns = format!("/run/netns/{ns}");
     let request = format!("GET {path} HTTP/1.0\r\n\r\n");
-    std::thread::spawn(move || -> Option<(String, Duration)> {
-        setns(std::fs::File::open(netns).ok()?, CloneFlags::CLONE_NEWNET).ok()?;
+    netns::enter(ns, move || -> Option<(String, Duration)> {
         let t = Instant::now();
         let mut s = std::net::TcpStream::connect("127.0.0.1:9154").ok()?;
         s.write_all(request.as_bytes()).ok()?;
@@ -360,7 +348,6 @@ fn http_get(ns: &str, path: &str) -> Option<(String, Duration)> {
         s.read_to_string(&mut body).ok()?;
         Some((body, t.elapsed()))
     })
-    .join()
     .ok()?
 }
 
@@ -378,13 +365,6 @@ fn programming_latency(ns: &str) -> Option<(f64, f64)> {
         value("causeway_proxy_network_programming_latency_seconds_sum")?,
         value("causeway_proxy_network_programming_latency_seconds_count")?,
     ))
-}
-
-struct Ns(String);
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 /// Three test API servers (one per remote cluster) on 127.0.0.1 inside network namespace
@@ -407,33 +387,34 @@ impl ApiServers {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for (k, (first, count)) in ranges.into_iter().enumerate() {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-            let path = format!("/run/netns/{ns}");
+            let ns = ns.to_string();
             let kubeconfig = dir.join(format!("c{}.kubeconfig", k + 1));
             let ready = ready_tx.clone();
             servers.threads.push(std::thread::spawn(move || {
-                use nix::sched::{CloneFlags, setns};
-                setns(std::fs::File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let server = TestApiServer::start().await;
-                    // In chunks: the YAML reader caps the nodes of one text.
-                    for at in (first..first + count).step_by(500) {
-                        let text = cluster_yaml(at, 500.min(first + count - at), None);
-                        for o in objects_from_yaml(&text, "bench").unwrap() {
+                netns::enter(&ns, move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        let server = TestApiServer::start().await;
+                        // In chunks: the YAML reader caps the nodes of one text.
+                        for at in (first..first + count).step_by(500) {
+                            let text = cluster_yaml(at, 500.min(first + count - at), None);
+                            for o in objects_from_yaml(&text, "bench").unwrap() {
+                                server.apply(&o).unwrap();
+                            }
+                        }
+                        server
+                            .write_kubeconfig(&kubeconfig, &format!("c{}", k + 1))
+                            .unwrap();
+                        ready.send(()).unwrap();
+                        while let Some(o) = rx.recv().await {
                             server.apply(&o).unwrap();
                         }
-                    }
-                    server
-                        .write_kubeconfig(&kubeconfig, &format!("c{}", k + 1))
-                        .unwrap();
-                    ready.send(()).unwrap();
-                    while let Some(o) = rx.recv().await {
-                        server.apply(&o).unwrap();
-                    }
-                });
+                    });
+                })
+                .expect("API server in the namespace");
             }));
             servers.apply.push(tx);
         }
@@ -496,18 +477,16 @@ fn part2(services: usize, writer: &str, source: &str) {
     );
     let cfg = dir.path().join("causeway.yaml");
     std::fs::write(&cfg, config).unwrap();
-    let ns = Ns(format!("cwp-{}-bench", std::process::id()));
-    sh(&format!(
-        "ip netns add {0} && ip -n {0} link set lo up && ip -n {0} link add br0 type bridge && ip -n {0} link set br0 up",
-        ns.0
-    ));
+    let ns = Netns::new("bench").expect("network namespace");
+    ns.sh("ip link add br0 type bridge && ip link set br0 up")
+        .expect("br0");
     let api = (source == "api").then(|| {
         let ranges = vec![
             (0, counts[0]),
             (counts[0], counts[1]),
             (counts[0] + counts[1], counts[2]),
         ];
-        ApiServers::start(&ns.0, dir.path(), ranges)
+        ApiServers::start(ns.name(), dir.path(), ranges)
     });
     let log = dir.path().join("proxy.log");
     let start = Instant::now();
@@ -515,7 +494,7 @@ fn part2(services: usize, writer: &str, source: &str) {
         .args([
             "netns",
             "exec",
-            &ns.0,
+            ns.name(),
             env!("CARGO_BIN_EXE_causeway-proxy"),
             "--config",
         ])
@@ -579,16 +558,16 @@ fn part2(services: usize, writer: &str, source: &str) {
         let changes = [change(7), change(8)];
         let syncs = synced_lines(&log, services, "elapsed_ms");
         let (cpu2, hwm) = proc_stats(pid);
-        let latency = programming_latency(&ns.0);
+        let latency = programming_latency(ns.name());
         // The debug view reads every service back from the kernel.
-        let (view, read_back) = http_get(&ns.0, "/ipvs").expect("GET /ipvs");
+        let (view, read_back) = http_get(ns.name(), "/ipvs").expect("GET /ipvs");
         assert_eq!(
             view.lines().filter(|l| l.starts_with("TCP ")).count(),
             services,
             "/ipvs lists every service"
         );
         let chains = Command::new("ip")
-            .args(["netns", "exec", &ns.0, "nft", "list", "ruleset"])
+            .args(["netns", "exec", ns.name(), "nft", "list", "ruleset"])
             .output()
             .unwrap();
         let chains = String::from_utf8_lossy(&chains.stdout)
@@ -677,9 +656,8 @@ fn kernel_variants(n: usize) {
     for (name, keep) in variants {
         let mut times = vec![];
         for _ in 0..5 {
-            let ns = Ns(format!("cwp-{}-kernel", std::process::id()));
-            sh(&format!("ip netns add {}", ns.0));
-            let mut socket = NfSocket::open_in_netns(&ns.0).unwrap();
+            let ns = Netns::new("kernel").expect("network namespace");
+            let mut socket = NfSocket::open_in_netns(ns.name()).unwrap();
             let mut batch = Batch::new(socket.next_seq(), n * 3000);
             render_full_into(&layout, &[], &d, &Tables::new(), &mut |mut op| {
                 if let Op::AddRule { stmts, .. } = &mut op {

@@ -79,15 +79,6 @@ fn choose_backend(config: &Config, owner: &Owner) -> anyhow::Result<Box<dyn Back
     })
 }
 
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.common.init();
     let process = Process::new(config);
@@ -138,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = syncer.run(timing) => {}
-        _ = shutdown() => {
+        () = causeway_shared::signal::shutdown_signal() => {
             // Rules and aliases stay: the next start adopts them, and live connections survive.
             tracing::info!("shutting down; kernel state left in place");
         }

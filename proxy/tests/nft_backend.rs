@@ -9,17 +9,17 @@ use causeway_proxy::backend::nft::NftBackend;
 
 #[test]
 fn nft_backend_passes_the_conformance_battery() {
-    let ns = netns::Netns::new(format!("cwp-{}-conf", std::process::id()));
-    let mut real = NftBackend::new("cwtest").shards(2).in_netns(&ns.0);
+    let ns = netns::namespace("conf");
+    let mut real = NftBackend::new("cwtest").shards(2).in_netns(ns.name());
     assert!(real.read().unwrap().services.is_empty(), "no table yet");
-    let name = ns.0.clone();
+    let name = ns.name().to_string();
     conformance::run(&mut real, move || {
         Box::new(NftBackend::new("cwtest").shards(2).in_netns(&name))
     });
 
     // The tables hold nothing stale: the base table's chain, three per service table,
     // and the one service's chain.
-    let table = netns::run(&format!("ip netns exec {} nft list ruleset", ns.0));
+    let table = ns.exec("nft", &["list", "ruleset"]).unwrap();
     assert_eq!(table.matches("\tchain ").count(), 1 + 2 * 3 + 1, "{table}");
     assert_eq!(table.matches("table inet cwtest").count(), 3, "{table}");
     assert!(
@@ -29,7 +29,7 @@ fn nft_backend_passes_the_conformance_battery() {
     // The adopted comments round-trip exactly, origins included.
     let adopted = NftBackend::new("cwtest")
         .shards(2)
-        .in_netns(&ns.0)
+        .in_netns(ns.name())
         .read()
         .unwrap()
         .to_desired(|_| None);

@@ -130,19 +130,18 @@ fn backend(ns: &str, writer: Writer) -> NftBackend {
 
 #[test]
 fn netlink_writer_leaves_the_same_ruleset_as_nft() {
-    let tag = std::process::id();
-    let a = netns::Netns::new(format!("cwp-{tag}-nla"));
-    let b = netns::Netns::new(format!("cwp-{tag}-nlb"));
-    let mut ours = backend(&a.0, Writer::Netlink);
-    let mut theirs = backend(&b.0, Writer::Nft);
+    let a = netns::namespace("nla");
+    let b = netns::namespace("nlb");
+    let mut ours = backend(a.name(), Writer::Netlink);
+    let mut theirs = backend(b.name(), Writer::Nft);
     let steps = [rich(), conformance::v2(), conformance::v3(), rich()];
     let mut previous: Option<DesiredState> = None;
     for (i, d) in steps.iter().enumerate() {
         ours.apply(d, previous.as_ref()).expect("netlink apply");
         theirs.apply(d, previous.as_ref()).expect("nft apply");
         for debug in [false, true] {
-            let x = listing(&a.0, debug);
-            let y = without_dnat_protocol_match(&listing(&b.0, debug), debug);
+            let x = listing(a.name(), debug);
+            let y = without_dnat_protocol_match(&listing(b.name(), debug), debug);
             assert!(x.contains("table inet cwnl-2"), "{x}");
             if let Some(diff) = first_difference(&x, &y) {
                 panic!("step {i} (debug {debug}): netlink writer vs nft differ:\n{diff}");
@@ -151,14 +150,14 @@ fn netlink_writer_leaves_the_same_ruleset_as_nft() {
         previous = Some(d.clone());
     }
     // And what the netlink writer left reads back as what was applied.
-    let back = backend(&a.0, Writer::Netlink).read().unwrap();
+    let back = backend(a.name(), Writer::Netlink).read().unwrap();
     assert_eq!(back.to_desired(|_| None), rich());
 }
 
 #[test]
 fn refused_operations_are_named_and_change_nothing() {
-    let a = netns::Netns::new(format!("cwp-{}-nlerr", std::process::id()));
-    let mut ours = backend(&a.0, Writer::Netlink);
+    let a = netns::namespace("nlerr");
+    let mut ours = backend(a.name(), Writer::Netlink);
     ours.apply(&conformance::v3(), None).unwrap();
     // A partial apply from a wrong idea of the kernel (services that are not there):
     // the kernel refuses removing them, and the error says which operation it was.
@@ -172,20 +171,19 @@ fn refused_operations_are_named_and_change_nothing() {
     );
     assert!(text.contains("No such file or directory"), "{text}");
     // All or nothing: v2's new service was not added either.
-    let after = listing(&a.0, false);
+    let after = listing(a.name(), false);
     assert!(!after.contains("192.0.2.11"), "{after}");
     // The next (full) apply repairs everything.
     ours.apply(&conformance::v2(), Some(&conformance::v1()))
         .unwrap();
-    let back = backend(&a.0, Writer::Netlink).read().unwrap();
+    let back = backend(a.name(), Writer::Netlink).read().unwrap();
     assert_eq!(back.to_desired(|_| None), conformance::v2());
 }
 
 #[test]
 fn a_single_table_of_an_earlier_layout_is_replaced_in_one_transaction() {
-    let tag = std::process::id();
-    let a = netns::Netns::new(format!("cwp-{tag}-nlup"));
-    let fresh = netns::Netns::new(format!("cwp-{tag}-nlfr"));
+    let a = netns::namespace("nlup");
+    let fresh = netns::namespace("nlfr");
     // What an earlier version left: everything in the base table.
     netns::run(&format!(
         "ip netns exec {} nft -f - <<'EOF'
@@ -198,11 +196,13 @@ table inet cwnl {{
 }}
 add element inet cwnl service-ips {{ 192.0.2.99 . tcp . 80 : goto svc-old }}
 EOF",
-        a.0
+        a.name()
     ));
-    backend(&a.0, Writer::Netlink).apply(&rich(), None).unwrap();
-    backend(&fresh.0, Writer::Netlink)
+    backend(a.name(), Writer::Netlink)
         .apply(&rich(), None)
         .unwrap();
-    assert_eq!(listing(&a.0, false), listing(&fresh.0, false));
+    backend(fresh.name(), Writer::Netlink)
+        .apply(&rich(), None)
+        .unwrap();
+    assert_eq!(listing(a.name(), false), listing(fresh.name(), false));
 }

@@ -1,12 +1,13 @@
 //! Common library of Causeway: configuration, the cluster model, the sources that fill
 //! it (Kubernetes API or YAML files), the catalog snapshot consumers read, the sync
-//! runner, and telemetry.
+//! runner, telemetry, and the shutdown signal.
 
 pub mod catalog;
 pub mod config;
 pub mod crd;
 pub mod model;
 pub mod process;
+pub mod signal;
 pub mod source;
 pub mod sync_runner;
 pub mod telemetry;

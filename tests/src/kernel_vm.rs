@@ -11,11 +11,18 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const IN_VM: &str = "CAUSEWAY_KERNEL_VM";
 const NONCE: &str = "CAUSEWAY_KERNEL_VM_NONCE";
 const MARKER: &str = "CAUSEWAY_KERNEL_VM_OK";
+
+/// Time since boot on `CLOCK_MONOTONIC` (suspend not counted), as programs that read that
+/// clock directly see it; `Instant` measures the same clock but does not expose its origin.
+pub fn uptime() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(Duration::ZERO, Duration::from)
+}
 
 /// Whether this process is the run inside the VM.
 pub fn inside() -> bool {

@@ -2,6 +2,7 @@
 //!
 //! - [`apiserver`]: a test Kubernetes API server speaking the real protocol over TCP, with
 //!   fault injection, for running `kube` clients and the binaries against fake clusters.
+//! - [`netns`]: network namespaces, veth pairs, commands and children inside them, pings.
 //! - [`wait`]: bounded polling for tests.
 //! - [`rbac`]: least privilege, the request log against the rendered RBAC rules, both ways.
 //! - [`demo`]: running the demo scripts from end-to-end tests.
@@ -10,5 +11,6 @@
 pub mod apiserver;
 pub mod demo;
 pub mod kernel_vm;
+pub mod netns;
 pub mod rbac;
 pub mod wait;

@@ -1,6 +1,7 @@
 //! Bounded waiting for tests: every wait has a deadline, so a broken test fails instead of
 //! hanging.
 
+use std::future::Future;
 use std::time::Duration;
 
 /// A condition did not hold in time.
@@ -28,11 +29,57 @@ pub async fn until(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(WaitError::Timeout {
-                what: what.to_owned(),
-                after: timeout,
-            });
+            return Err(timeout_error(what, timeout));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls the async `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut condition: F,
+) -> Result<(), WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timeout_error(what, timeout));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Blocks, calling `f` every `every` until it returns `Some` or `timeout` passes (for tests
+/// without a runtime, or inside `block_in_place`).
+pub fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, WaitError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(timeout_error(what, timeout));
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn timeout_error(what: &str, after: Duration) -> WaitError {
+    WaitError::Timeout {
+        what: what.to_owned(),
+        after,
     }
 }

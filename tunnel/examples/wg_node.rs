@@ -38,10 +38,6 @@ async fn main() -> Result<()> {
         }],
     })
     .await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    causeway_shared::signal::shutdown_signal().await;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! [`mss::Nft`], [`steering::Switch`], [`host::Host`]). [`keystore`] and [`publish`] are the
 //! node's own objects in its cluster; [`health`] reports the peers.
 
+pub mod fakenft;
 pub mod fakewg;
 pub mod health;
 pub mod host;

@@ -123,11 +123,7 @@ async fn main() -> Result<()> {
     let addr = telemetry::serve(process.config.tunnel.metrics_listen, router).await?;
     tracing::info!(%addr, "serving /metrics /healthz /readyz /status /wg");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    causeway_shared::signal::shutdown_signal().await;
     tracing::info!("shutting down");
     agent.shutdown().await;
     Ok(())

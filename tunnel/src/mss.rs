@@ -8,7 +8,6 @@
 //! (`rt mtu`) makes both ends pick segments that fit.
 
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
@@ -118,32 +117,7 @@ impl Nft for NftCli {
     }
 }
 
-/// A recording [`Nft`]: keeps every applied text.
-#[derive(Debug, Default)]
-pub struct FakeNft {
-    applied: Mutex<Vec<String>>,
-}
-
-impl FakeNft {
-    /// Every text applied so far.
-    pub fn applied(&self) -> Vec<String> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-#[async_trait::async_trait]
-impl Nft for FakeNft {
-    async fn apply(&self, text: &str) -> Result<(), MssError> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(text.to_string());
-        Ok(())
-    }
-}
+pub use crate::fakenft::FakeNft;
 
 /// Keeps the clamp for one interface, applying only when it changes (or on a full sync).
 pub struct MssClamp {

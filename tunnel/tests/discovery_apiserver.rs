@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use causeway_tests::wait::eventually;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::StaticHost;
 use causeway_tunnel::keystore::KeyStore;
@@ -19,7 +20,7 @@ use causeway_tunnel::mss::FakeNft;
 use causeway_tunnel::reconcile::Parts;
 use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::wg::{PrivateKey, PublicKey};
-use cluster_kit::{NS, TestCluster, clusters_a_b, eventually, start_agent, write_config};
+use cluster_kit::{NS, TestCluster, clusters_a_b, start_agent, write_config};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(15);

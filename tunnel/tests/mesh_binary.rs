@@ -7,25 +7,20 @@
 //! Ranges: node a1 pod subnet 10.128.0.0/24 (bridge 10.128.0.1); cluster b pods
 //! 10.129.0.0/16, services 172.31.0.0/16; endpoints 192.0.2.11/.21 (RFC 5737).
 
-mod common;
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use causeway_tests::apiserver::TestApiServer;
+use causeway_tests::netns::{Netns, Signal};
+use causeway_tests::wait::{WaitError, poll};
 use causeway_tunnel::wg::PrivateKey;
-use common::Netns;
+
 use serde_json::json;
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<(), WaitError> {
+    poll(timeout, Duration::from_millis(100), what, || {
+        f().then_some(())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +71,7 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
     )?;
 
     let cfg_s = cfg.to_string_lossy().to_string();
-    let mut tunnel = ns.spawn(
+    let tunnel = ns.spawn(
         env!("CARGO_BIN_EXE_causeway-tunnel"),
         &[
             "--config",
@@ -101,10 +96,7 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
         || status().contains(&key_b1),
     );
     if let Err(e) = ready {
-        let child = tunnel.0.take().context("child")?;
-        let _ = nix_kill(child.id(), "-KILL");
-        let out = child.wait_with_output()?;
-        bail!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("{e}: {}", tunnel.kill_for_stderr());
     }
     let doc: serde_json::Value = serde_json::from_str(&status())?;
     assert_eq!(doc["backend"], "userspace");
@@ -157,34 +149,18 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
     );
 
     // SIGTERM: a clean exit.
-    let child = tunnel.0.take().context("child")?;
-    nix_kill(child.id(), "-TERM")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut child = child;
-    let code = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("no exit within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output()?;
+    tunnel.signal(Signal::SIGTERM)?;
+    let out = tunnel
+        .wait(Duration::from_secs(10))
+        .context("no exit within 10 s of SIGTERM")?;
     let logs = String::from_utf8_lossy(&out.stderr);
+    let code = out.status;
     assert!(code.success(), "exit {code}: {logs}");
     assert!(logs.contains("wireguard backend chosen"), "{logs}");
     assert!(
         !logs.contains(&PrivateKeyText::of(&server)?),
         "the private key is never logged"
     );
-    Ok(())
-}
-
-/// Sends a signal to our own child by PID.
-fn nix_kill(pid: u32, sig: &str) -> Result<()> {
-    common::run("kill", &[sig, &pid.to_string()])?;
     Ok(())
 }
 

@@ -5,14 +5,12 @@
 //! Ranges: interface addresses 192.0.2.1/24 and 10.128.0.1/24 (RFC 5737 and a pod subnet);
 //! routed ranges 10.129.0.0/16, 172.31.0.0/16; a foreign route 203.0.113.0/24.
 
-mod common;
-
 use std::sync::Arc;
 
 use anyhow::Result;
+use causeway_tests::netns::Netns;
 use causeway_tunnel::plan::Route;
 use causeway_tunnel::routes::{FakeRoutes, NetlinkRoutes, RouteTable};
-use common::Netns;
 
 fn route(dst: &str, src: Option<&str>) -> Route {
     Route {

@@ -9,12 +9,13 @@
 //! 172.30.0.0/16; cluster b pods 10.129.0.0/16 likewise, services 172.31.0.0/16.
 
 mod cluster_kit;
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use causeway_tests::netns::{Netns, ping, veth_pair};
+use causeway_tests::wait::eventually;
 use causeway_tunnel::host::NetlinkHost;
 use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::mss::NftCli;
@@ -22,8 +23,7 @@ use causeway_tunnel::reconcile::Parts;
 use causeway_tunnel::routes::{NetlinkRoutes, RouteTable};
 use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
 use causeway_tunnel::wg::{PublicKey, WgBackend};
-use cluster_kit::{NS, RunningAgent, TestCluster, eventually, start_agent, write_config};
-use common::{Netns, ping};
+use cluster_kit::{NS, RunningAgent, TestCluster, start_agent, write_config};
 
 const TUNNEL: &str = "{ endpoint: { address: \"ADDR:51820\" }, persistentKeepalive: 1s, peerDownAfter: 4s, mtu: 1380 }";
 
@@ -55,12 +55,7 @@ fn build_node(
     )?;
     ns.exec("ip", &["link", "set", "br0", "up"])?;
     let pod = Netns::new(&format!("m{name}p"))?;
-    ns.exec(
-        "ip",
-        &[
-            "link", "add", "veth1", "type", "veth", "peer", "name", "eth0", "netns", &pod.name,
-        ],
-    )?;
+    veth_pair(&ns, "veth1", &pod, "eth0")?;
     ns.exec("ip", &["link", "set", "veth1", "master", "br0", "up"])?;
     pod.exec(
         "ip",
@@ -73,12 +68,7 @@ fn build_node(
     )?;
     // underlay: one veth into the underlay bridge
     let port = format!("ul-{name}");
-    ul.exec(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "ul0", "netns", &ns.name,
-        ],
-    )?;
+    veth_pair(ul, &port, &ns, "ul0")?;
     ul.exec("ip", &["link", "set", &port, "master", "ulbr", "up"])?;
     ns.exec(
         "ip",
@@ -91,7 +81,7 @@ fn build_node(
 /// Creates the device and the netlink handles inside the node's namespace.
 fn kernel_parts(ns: &Netns) -> Result<(Arc<dyn WgBackend>, Parts)> {
     let rt = tokio::runtime::Handle::current();
-    let nft_ns = ns.name.clone();
+    let nft_ns = ns.name().to_string();
     let made = tokio::task::block_in_place(|| {
         ns.enter(move || {
             rt.block_on(async {

@@ -14,7 +14,6 @@
 //! Ranges as in ovs_steering: local pods 10.128.0.0/24, remote pods 10.129.0.0/16 (10.129.0.7
 //! answers in the tunnel pod), remote services 172.31.0.0/16.
 
-mod common;
 mod ovs_kit;
 
 use std::sync::Arc;
@@ -22,10 +21,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use causeway_tests::kernel_vm;
+use causeway_tests::netns::{fails_to_ping, ping};
 use causeway_tunnel::steering::flows::steering_flows;
 use causeway_tunnel::steering::{OvsCli, Steering};
-use common::ping;
-use ovs_kit::{Ovs, TUN_MAC, fails_to_ping, pod};
+use ovs_kit::{Ovs, TUN_MAC, pod};
 
 const TEST: &str = "kernel_datapath_steering";
 

@@ -9,13 +9,14 @@
 //! pods 10.129.0.0/16 (10.129.0.7 answers inside the tunnel pod), services 172.31.0.0/16.
 
 mod cluster_kit;
-mod common;
 mod ovs_kit;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use causeway_tests::netns::{fails_to_ping, ping};
+use causeway_tests::wait::eventually;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::{HostInterface, StaticHost};
 use causeway_tunnel::mss::FakeNft;
@@ -23,9 +24,8 @@ use causeway_tunnel::reconcile::Parts;
 use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::steering::OvsCli;
 use causeway_tunnel::wg::PrivateKey;
-use cluster_kit::{clusters_a_b, eventually, start_agent, write_config};
-use common::ping;
-use ovs_kit::{Ovs, TUN_MAC, fails_to_ping, pod};
+use cluster_kit::{clusters_a_b, start_agent, write_config};
+use ovs_kit::{Ovs, TUN_MAC, pod};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_steer_real_traffic_and_survive_an_ovs_restart() -> Result<()> {

@@ -4,15 +4,13 @@
 //! Addresses: underlay 192.0.2.0/24 (RFC 5737) on a veth pair; tunnel 198.51.100.1 (ours) and
 //! 198.51.100.2 (wireguard-go).
 
-mod common;
-
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use causeway_tests::netns::{Netns, ping, tcp_both_ways, veth};
 use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
 use causeway_tunnel::wg::{DeviceConfig, PeerConfig, PrivateKey, WgBackend};
-use common::{Netns, ping, tcp_both_ways, veth};
 
 #[test]
 fn interop_with_wireguard_go() -> Result<()> {

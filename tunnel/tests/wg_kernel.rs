@@ -1,4 +1,5 @@
-//! Kernel WireGuard backend against a real kernel.
+//! Kernel WireGuard backend against a real kernel, with the device battery (`wg_battery`)
+//! the fake and the userspace backend run too.
 //!
 //! This host's kernel has no WireGuard module, so the test runs itself inside a QEMU VM booting
 //! Debian's stock kernel (`shared/lab/kernel-vm.sh`, beside the repository): on the host
@@ -8,17 +9,17 @@
 //!
 //! Addresses: underlay 192.0.2.0/24 (RFC 5737), tunnel 198.51.100.1/.2, extra range 203.0.113.0/24.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use causeway_tests::kernel_vm;
+use causeway_tests::netns::{Netns, ping, veth};
 use causeway_tunnel::wg::kernel::KernelWg;
 use causeway_tunnel::wg::{
     BackendKind, DeviceConfig, OpenOptions, PeerConfig, PrivateKey, WgBackend, open,
 };
-use common::{Netns, ping, veth};
+
+mod wg_battery;
 
 const TEST: &str = "kernel_backend";
 
@@ -46,7 +47,7 @@ fn peer(key: &PrivateKey, endpoint: Option<&str>, ips: &[&str]) -> PeerConfig {
 fn wg_show(ns: Option<&Netns>, iface: &str) -> Result<String> {
     match ns {
         Some(ns) => ns.exec("wg", &["show", iface, "dump"]),
-        None => common::run("wg", &["show", iface, "dump"]),
+        None => causeway_tests::netns::run("wg", &["show", iface, "dump"]),
     }
 }
 
@@ -58,6 +59,20 @@ fn inside_vm() -> Result<()> {
         rt.block_on(KernelWg::available()),
         "wireguard genl family missing in the VM"
     );
+
+    // The device battery shared with the fake and the userspace backend (`battery_wg`), in
+    // a namespace of its own: its keepalives then find no route out of it.
+    let bat = Netns::new("kbat")?;
+    bat.enter(|| -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let wg = KernelWg::create("cwk2", 1420).await?;
+            wg_battery::battery(&wg, "cwk2").await
+        })
+    })??;
+    drop(bat);
 
     // Configure and update peers in place, checked with wg(8).
     let wg = rt.block_on(open(&OpenOptions::new("cwk0")))?;

@@ -3,14 +3,16 @@
 //! Addresses: underlay 192.0.2.0/24 (RFC 5737) on a veth pair; tunnel addresses 198.51.100.1/.2,
 //! an extra allowed range 203.0.113.0/24 for the in-place update test.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use causeway_tests::netns::{Netns, ping, tcp_both_ways, veth};
 use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
-use causeway_tunnel::wg::{BackendKind, DeviceConfig, PeerConfig, PrivateKey, WgBackend};
-use common::{Netns, ping, tcp_both_ways, veth};
+use causeway_tunnel::wg::{BackendKind, DeviceConfig, PrivateKey, WgBackend};
+
+mod wg_battery;
+
+use wg_battery::peer;
 
 const PORT: u16 = 51820;
 
@@ -32,21 +34,6 @@ fn device_in(ns: &Netns, addr: &str, peer_addr: &str) -> Result<UserspaceWg> {
         &["route", "add", &format!("{peer_addr}/32"), "dev", "cw0"],
     )?;
     Ok(wg)
-}
-
-fn peer(
-    key: &PrivateKey,
-    endpoint: Option<&str>,
-    ips: &[&str],
-    keepalive: Option<u16>,
-) -> PeerConfig {
-    PeerConfig {
-        public_key: key.public_key(),
-        preshared_key: None,
-        endpoint: endpoint.map(|e| e.parse().expect("endpoint")),
-        allowed_ips: ips.iter().map(|s| s.parse().expect("net")).collect(),
-        persistent_keepalive: keepalive,
-    }
 }
 
 #[test]

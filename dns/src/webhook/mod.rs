@@ -103,19 +103,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
 }
 
 async fn shutdown_on_signal(handle: Handle<std::net::SocketAddr>) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            // Without a SIGTERM handler, Ctrl-C still stops the server.
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    causeway_shared::signal::shutdown_signal().await;
     info!("shutting down admission webhook");
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
 }

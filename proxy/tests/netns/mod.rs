@@ -1,6 +1,6 @@
 //! Network-namespace harness for the proxy's data-plane tests.
 //!
-//! Topology (one set per test, names `cwp-<pid>-<tag>-…` so tests run in parallel):
+//! Topology (one set per test, namespaces `cw-<pid>-<tag>-…` so tests run in parallel):
 //!
 //! ```text
 //!  ns P (client + proxy)                       ns B1..Bn (backends)
@@ -17,60 +17,31 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
+use causeway_tests::netns::{self, ChildGuard, Netns};
+use causeway_tests::wait;
 
 pub const BACKEND_PORT: u16 = 8080;
-
-/// Runs a command, failing the test on a non-zero status.
-pub fn run(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Runs `f` on a thread that has entered network namespace `ns`. Sockets it returns stay
 /// in that namespace.
 pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let fd = File::open(&path).expect("netns file");
-        setns(&fd, CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("namespace thread")
+    netns::enter(ns, f).expect("run in the namespace")
 }
 
-/// A named network namespace, deleted on drop.
-pub struct Netns(pub String);
-
-impl Netns {
-    pub fn new(name: String) -> Self {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run(&format!(
-            "ip netns add {name} && ip -n {name} link set lo up"
-        ));
-        Netns(name)
-    }
+/// A namespace of the kit, `cw-<pid>-<short>`; the test fails if it cannot be made.
+pub fn namespace(short: &str) -> Netns {
+    Netns::new(short).expect("network namespace")
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// Runs a shell script on the host (bounded), failing the test on a non-zero status.
+pub fn run(script: &str) -> String {
+    netns::sh(script).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// TCP and UDP echo servers in one namespace: each line (or datagram) is answered with
@@ -162,31 +133,30 @@ pub struct Lab {
 impl Lab {
     /// A proxy namespace and `n` backends named `b1..bn` at 198.51.100.11.. .
     pub fn new(tag: &str, n: usize) -> Lab {
-        let base = format!("cwp-{}-{tag}", std::process::id());
-        let p = Netns::new(format!("{base}-p"));
+        let p = namespace(&format!("{tag}-p"));
         let mut nss = vec![];
         run(&format!(
             "ip -n {p} link add br0 type bridge && ip -n {p} addr add 198.51.100.1/24 dev br0 && ip -n {p} link set br0 up",
-            p = p.0
+            p = p.name()
         ));
         let mut backends = vec![];
         let mut echo = vec![];
         for i in 1..=n {
-            let b = Netns::new(format!("{base}-b{i}"));
+            let b = namespace(&format!("{tag}-b{i}"));
             run(&format!(
                 "ip -n {p} link add v{i} type veth peer name eth0 netns {b} && ip -n {p} link set v{i} master br0 up && \
                  ip -n {b} addr add 198.51.100.{ip}/24 dev eth0 && ip -n {b} link set eth0 up && \
                  ip -n {b} route add default via 198.51.100.1",
-                p = p.0,
-                b = b.0,
+                p = p.name(),
+                b = b.name(),
                 ip = 10 + i
             ));
             let name = format!("b{i}");
-            echo.push(Echo::start(&b.0, &name));
+            echo.push(Echo::start(b.name(), &name));
             backends.push((name, format!("198.51.100.{}", 10 + i)));
             nss.push(b);
         }
-        let proxy_ns = p.0.clone();
+        let proxy_ns = p.name().to_string();
         nss.insert(0, p);
         Lab {
             proxy_ns,
@@ -231,7 +201,7 @@ impl Lab {
 
     /// Runs a command in the proxy namespace.
     pub fn sh(&self, cmd: &str) -> String {
-        run(&format!("ip netns exec {} sh -c '{}'", self.proxy_ns, cmd))
+        self._ns[0].sh(cmd).unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -251,51 +221,42 @@ pub fn ask(conn: &mut TcpStream) -> std::io::Result<String> {
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_for<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::poll(timeout, Duration::from_millis(50), what, f).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The real `causeway-proxy` binary running inside a namespace; killed on drop.
+/// The real `causeway-proxy` binary running inside a namespace; killed on drop (by its
+/// [`ChildGuard`]).
 pub struct ProxyProcess {
-    child: Child,
+    child: ChildGuard,
     pub log: std::path::PathBuf,
 }
 
 impl ProxyProcess {
     pub fn start(ns: &str, config: &std::path::Path, log: std::path::PathBuf) -> Self {
         let out = File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_causeway-proxy"),
-                "--config",
-            ])
-            .arg(config)
-            .env("RUST_LOG", "info,causeway_proxy=debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("spawn causeway-proxy");
+        let child = ChildGuard::spawn(
+            std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    ns,
+                    env!("CARGO_BIN_EXE_causeway-proxy"),
+                    "--config",
+                ])
+                .arg(config)
+                .env("RUST_LOG", "info,causeway_proxy=debug")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(out),
+        )
+        .expect("spawn causeway-proxy");
         ProxyProcess { child, log }
     }
 
     /// Kills the process (SIGKILL): nothing is cleaned up, as after a crash.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     /// The log so far, without terminal colour sequences.
@@ -316,11 +277,5 @@ impl ProxyProcess {
             }
         }
         out
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use causeway_tunnel::steering::COOKIE;
 
-use crate::common::{self, ChildGuard, Netns};
+use causeway_tests::kernel_vm;
+use causeway_tests::netns::{self, ChildGuard, Netns, veth_pair};
 
 pub const TUN_MAC: &str = "02:00:00:00:00:0d";
 pub const GW_MAC: &str = "02:00:00:00:00:fe";
@@ -93,7 +94,7 @@ impl Ovs {
             vswitchd: None,
         };
         let d = ovs.dir.path().to_path_buf();
-        common::run(
+        netns::run(
             "ovsdb-tool",
             &[
                 "create",
@@ -101,24 +102,25 @@ impl Ovs {
                 "/usr/share/openvswitch/vswitch.ovsschema",
             ],
         )?;
-        let child = Command::new("ovsdb-server")
-            .arg(d.join("conf.db"))
-            .arg(format!("--remote=punix:{}", d.join("db.sock").display()))
-            .arg(format!(
-                "--pidfile={}",
-                d.join("ovsdb-server.pid").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                d.join("ovsdb-server.log").display()
-            ))
-            .arg("--no-chdir")
-            .env("OVS_RUNDIR", &d)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("ovsdb-server")?;
-        ovs.db = Some(ChildGuard(Some(child)));
+        let child = ChildGuard::spawn(
+            Command::new("ovsdb-server")
+                .arg(d.join("conf.db"))
+                .arg(format!("--remote=punix:{}", d.join("db.sock").display()))
+                .arg(format!(
+                    "--pidfile={}",
+                    d.join("ovsdb-server.pid").display()
+                ))
+                .arg(format!(
+                    "--log-file={}",
+                    d.join("ovsdb-server.log").display()
+                ))
+                .arg("--no-chdir")
+                .env("OVS_RUNDIR", &d)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+        .context("ovsdb-server")?;
+        ovs.db = Some(child);
         let sock = d.join("db.sock");
         for _ in 0..100 {
             if sock.exists() {
@@ -177,9 +179,8 @@ impl Ovs {
         let pid = self
             .vswitchd
             .as_ref()
-            .and_then(|g| g.0.as_ref())
-            .context("ovs-vswitchd not running")?
-            .id();
+            .and_then(ChildGuard::id)
+            .context("ovs-vswitchd not running")?;
         let deadline = std::time::Instant::now() + HANDLERS_TIMEOUT;
         loop {
             let handlers = std::fs::read_dir(format!("/proc/{pid}/task"))?
@@ -203,30 +204,31 @@ impl Ovs {
     /// AF_PACKET sockets in its own namespace).
     fn start_vswitchd(&mut self) -> Result<()> {
         if !self.userspace
-            && let Some(wait) = OVS_CPU_COUNT_VALID_AFTER.checked_sub(common::monotonic())
+            && let Some(wait) = OVS_CPU_COUNT_VALID_AFTER.checked_sub(kernel_vm::uptime())
         {
             std::thread::sleep(wait);
         }
         let d = self.dir.path();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.sw.name, "ovs-vswitchd"])
-            .arg(format!("unix:{}", d.join("db.sock").display()))
-            .arg(format!(
-                "--pidfile={}",
-                d.join("ovs-vswitchd.pid").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                d.join("ovs-vswitchd.log").display()
-            ))
-            .arg("--no-chdir")
-            .env("OVS_RUNDIR", d)
-            .env("OVS_DBDIR", d)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("ovs-vswitchd")?;
-        self.vswitchd = Some(ChildGuard(Some(child)));
+        let child = ChildGuard::spawn(
+            self.sw
+                .command("ovs-vswitchd")
+                .arg(format!("unix:{}", d.join("db.sock").display()))
+                .arg(format!(
+                    "--pidfile={}",
+                    d.join("ovs-vswitchd.pid").display()
+                ))
+                .arg(format!(
+                    "--log-file={}",
+                    d.join("ovs-vswitchd.log").display()
+                ))
+                .arg("--no-chdir")
+                .env("OVS_RUNDIR", d)
+                .env("OVS_DBDIR", d)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+        .context("ovs-vswitchd")?;
+        self.vswitchd = Some(child);
         // Ready once it answers on the bridge's management socket (or, before br0 exists, on
         // its control socket).
         for _ in 0..100 {
@@ -317,10 +319,10 @@ impl Ovs {
         section("switch links", self.sw.exec("ip", &["-s", "link"]));
         for ns in pods {
             section(
-                &format!("{} eth0", ns.name),
+                &format!("{} eth0", ns.name()),
                 ns.exec("ip", &["-s", "link", "show", "eth0"]),
             );
-            section(&format!("{} neigh", ns.name), ns.exec("ip", &["neigh"]));
+            section(&format!("{} neigh", ns.name()), ns.exec("ip", &["neigh"]));
         }
         let log = std::fs::read_to_string(self.dir.path().join("ovs-vswitchd.log"))
             .map(|text| {
@@ -345,12 +347,7 @@ impl Ovs {
 pub fn pod(ovs: &Ovs, short: &str, ofport: u32, mac: &str, ip: &str) -> Result<Netns> {
     let ns = Netns::new(short)?;
     let port = format!("v-{short}");
-    ovs.sw.exec(
-        "ip",
-        &[
-            "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-        ],
-    )?;
+    veth_pair(&ovs.sw, &port, &ns, "eth0")?;
     ovs.sw.exec("ip", &["link", "set", &port, "up"])?;
     ns.exec("ip", &["link", "set", "eth0", "address", mac])?;
     ns.exec("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
@@ -388,8 +385,4 @@ pub fn pod(ovs: &Ovs, short: &str, ofport: u32, mac: &str, ip: &str) -> Result<N
         None,
     )?;
     Ok(ns)
-}
-
-pub fn fails_to_ping(ns: &Netns, dst: &str) -> bool {
-    ns.exec("ping", &["-c", "1", "-W", "1", dst]).is_err()
 }
