@@ -1,5 +1,7 @@
 //! `causeway-tunnel --config FILE`: the WireGuard mesh between clusters, on one node.
 //! `causeway-tunnel --config FILE rotate`: replace this node's key (the running tunnel follows).
+//! `causeway-tunnel --config FILE remove-device`: delete the tunnel interface and its routes
+//! (uninstall; a stopped tunnel otherwise leaves them so that traffic fails closed).
 
 use std::sync::Arc;
 
@@ -49,6 +51,9 @@ enum Command {
     /// Generates a new key for this node and stores it; the running tunnel reconfigures its
     /// device and republishes its TunnelEndpoint, and the peers follow.
     Rotate,
+    /// Deletes the tunnel interface, and with it its routes (uninstall). Stopping the tunnel
+    /// leaves both in place, so that traffic for remote ranges is dropped, never sent in clear.
+    RemoveDevice,
 }
 
 async fn local_client(config: &Config) -> Result<kube::Client> {
@@ -62,6 +67,12 @@ async fn local_client(config: &Config) -> Result<kube::Client> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let config = args.common.init();
+    if let Some(Command::RemoveDevice) = args.command {
+        let interface = &config.tunnel.interface;
+        let removed = wg::remove_device(interface).await?;
+        tracing::info!(%interface, removed, "tunnel interface removal");
+        return Ok(());
+    }
     let client = local_client(&config).await?;
     let keystore = KeyStore::new(client.clone(), &args.namespace, &args.node_name);
 

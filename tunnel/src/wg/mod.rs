@@ -38,6 +38,9 @@ pub enum WgError {
     /// The userspace backend failed.
     #[error("userspace wireguard")]
     Userspace(#[from] userspace::UserspaceError),
+    /// Removing the interface failed.
+    #[error("remove interface")]
+    Remove(#[source] link::LinkError),
 }
 
 /// Which implementation drives the interface.
@@ -162,4 +165,20 @@ pub async fn open(opts: &OpenOptions) -> Result<Box<dyn WgBackend>, WgError> {
     };
     tracing::info!(interface = %opts.interface, backend = %backend.kind(), "wireguard backend chosen");
     Ok(backend)
+}
+
+/// Deletes the interface `name` (kernel link or persistent TUN device), and with it every route
+/// through it; `false` when there was none. Both backends leave the interface in place when the
+/// process stops, so that traffic for remote ranges fails closed: this is the explicit removal.
+pub async fn remove_device(name: &str) -> Result<bool, WgError> {
+    let rt = link::connect().map_err(WgError::Remove)?;
+    match link::index(&rt, name).await.map_err(WgError::Remove)? {
+        Some(index) => {
+            link::delete(&rt, index, name)
+                .await
+                .map_err(WgError::Remove)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }

@@ -73,10 +73,14 @@ pub struct UserspaceOptions {
     /// ourselves, write coalesced TCP segments. Falls back to plain packets where the kernel
     /// refuses them.
     pub offload: bool,
+    /// Keep the device when the process stops or dies (`TUNSETPERSIST`), so routes through it
+    /// stay and traffic for remote ranges is dropped instead of following another route; a
+    /// restart attaches to the same device. Remove it with [`super::remove_device`].
+    pub persist: bool,
 }
 
 impl UserspaceOptions {
-    /// Defaults: MTU 1420, one thread per CPU, 8 MiB socket buffers, TUN offloads on.
+    /// Defaults: MTU 1420, one thread per CPU, 8 MiB socket buffers, TUN offloads on, persistent.
     pub fn new(interface: impl Into<String>) -> Self {
         Self {
             interface: interface.into(),
@@ -84,6 +88,7 @@ impl UserspaceOptions {
             threads: 0,
             socket_buffer: 8 << 20,
             offload: true,
+            persist: true,
         }
     }
 }
@@ -94,8 +99,8 @@ struct Sockets {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The userspace implementation of [`WgBackend`]. Dropping it stops the threads and removes the
-/// TUN device.
+/// The userspace implementation of [`WgBackend`]. Dropping it stops the threads; the TUN device
+/// stays when it is persistent ([`UserspaceOptions::persist`]), else the kernel removes it.
 pub struct UserspaceWg {
     opts: UserspaceOptions,
     threads: usize,
@@ -118,8 +123,9 @@ fn spawn(
 }
 
 impl UserspaceWg {
-    /// Creates the TUN device (one queue per thread), sets its MTU, brings it up and starts the
-    /// outbound and timer threads. UDP sockets are bound by the first `configure`.
+    /// Creates the TUN device (one queue per thread) or attaches to the one a previous process
+    /// left, sets its MTU, brings it up and starts the outbound and timer threads. UDP sockets are
+    /// bound by the first `configure`.
     pub async fn create(opts: UserspaceOptions) -> Result<Self, UserspaceError> {
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -131,6 +137,8 @@ impl UserspaceWg {
             queue: 0,
             source,
         })?;
+        let rt = link::connect()?;
+        let adopted = link::index(&rt, &opts.interface).await?.is_some();
         let queues = (0..threads)
             .map(|queue| {
                 TunQueue::open(&opts.interface, opts.offload).map_err(|source| {
@@ -142,6 +150,19 @@ impl UserspaceWg {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        queues[0]
+            .set_persist(opts.persist)
+            .map_err(|source| UserspaceError::Tun {
+                interface: opts.interface.clone(),
+                queue: 0,
+                source,
+            })?;
+        tracing::info!(
+            interface = %opts.interface,
+            adopted,
+            persistent = opts.persist,
+            "tun device ready"
+        );
         tracing::debug!(
             interface = %opts.interface,
             queues = threads,
@@ -149,7 +170,6 @@ impl UserspaceWg {
             offloads = ?queues[0].offloads(),
             "tun opened"
         );
-        let rt = link::connect()?;
         let index =
             link::index(&rt, &opts.interface)
                 .await?
@@ -296,14 +316,40 @@ impl UserspaceWg {
                 peer.update(&secret, cfg);
             }
         }
+        let mut added = Vec::with_capacity(diff.added.len());
         for cfg in diff.added {
             let index = self.allocate_index(&state);
             let peer = Arc::new(Peer::new(&secret, cfg, index));
             state.by_index.insert(index, Arc::clone(&peer));
-            state.peers.insert(peer.config().public_key, peer);
+            state
+                .peers
+                .insert(peer.config().public_key, Arc::clone(&peer));
+            added.push(peer);
         }
         state.rebuild_routes();
+        let sock = state.send.clone();
+        drop(state);
+        if let Some(sock) = sock {
+            initiate(&sock, &added);
+        }
         Ok(())
+    }
+}
+
+/// Starts a handshake with every new peer whose endpoint is known, without waiting for traffic.
+/// After a restart the peer still holds a session we have forgotten: its packets name an index
+/// we no longer know and are dropped until one side handshakes again, which the peer would do
+/// only after its own timeouts (about 15 s). Initiating here makes that a round trip.
+fn initiate(sock: &socket2::Socket, peers: &[Arc<Peer>]) {
+    let mut buf = [0u8; 256];
+    for peer in peers {
+        let Some(dst) = peer.endpoint() else { continue };
+        let mut tunn = peer.tunn();
+        if let boringtun::noise::TunnResult::WriteToNetwork(init) =
+            tunn.format_handshake_initiation(&mut buf, false)
+        {
+            device::send_one(sock, peer, dst, init);
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Kernel quirk: rtnetlink cannot create TUN devices (EOPNOTSUPP); only the ioctl can. With
 //! `IFF_MULTI_QUEUE` each open file is a queue of the same device, and the kernel spreads flows
-//! over the queues by hash. The device disappears when the last queue is closed.
+//! over the queues by hash. Without `TUNSETPERSIST` the device (and every route through it)
+//! disappears when the last queue is closed; we make it persistent, so that a stopped or killed
+//! process leaves the device and its routes in place, with no reader: packets routed into it are
+//! dropped (fail closed), and the next start attaches its queues to the same device.
 //!
 //! Offloads: with `IFF_VNET_HDR` every read and write starts with a `virtio_net_hdr` (see
 //! `offload.rs`), and `TUNSETOFFLOAD` tells the kernel what we can finish ourselves: checksums
@@ -23,6 +26,7 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -57,9 +61,10 @@ struct IfReq {
 }
 
 impl TunQueue {
-    /// Opens one more queue of the TUN device `name`, creating the device with the first one.
-    /// With `vnet`, packets carry a `virtio_net_hdr` and the offloads the kernel accepts are
-    /// enabled (TSO and checksum, USO where supported); see [`TunQueue::offloads`].
+    /// Opens one more queue of the TUN device `name`, creating the device with the first one (or
+    /// attaching to the device a previous process left). With `vnet`, packets carry a
+    /// `virtio_net_hdr` and the offloads the kernel accepts are enabled (TSO and checksum, USO
+    /// where supported); see [`TunQueue::offloads`].
     pub fn open(name: &str, vnet: bool) -> io::Result<Self> {
         if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains(['/', ' ', '\0']) {
             return Err(io::Error::new(
@@ -101,6 +106,24 @@ impl TunQueue {
             vnet,
             offloads,
         })
+    }
+
+    /// Makes the device outlive its queues (`persist`) or not: a device that is not persistent
+    /// is removed by the kernel when its last queue closes.
+    pub fn set_persist(&self, persist: bool) -> io::Result<()> {
+        // SAFETY: TUNSETPERSIST takes the flag as the ioctl's integer argument.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETPERSIST,
+                libc::c_ulong::from(persist),
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether reads and writes carry a `virtio_net_hdr`.
