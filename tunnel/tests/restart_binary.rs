@@ -6,7 +6,6 @@
 //!
 //! Ranges: underlay 192.0.2.0/24 (a1 .11, b1 .21); pods 10.128.0.11 (a1), 10.129.0.11 (b1).
 
-mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use causeway_tests::apiserver::TestApiServer;
 use causeway_tunnel::wg::PrivateKey;
-use common::{ChildGuard, Netns, ping};
+use causeway_tests::netns::{self, ChildGuard, Netns, ping};
 use serde_json::json;
 
 struct Node {
@@ -45,7 +44,7 @@ fn node(
     ns.exec(
         "ip",
         &[
-            "link", "add", "veth1", "type", "veth", "peer", "name", "eth0", "netns", &pod.name,
+            "link", "add", "veth1", "type", "veth", "peer", "name", "eth0", "netns", pod.name(),
         ],
     )?;
     ns.exec("ip", &["link", "set", "veth1", "master", "br0", "up"])?;
@@ -62,7 +61,7 @@ fn node(
     ul.exec(
         "ip",
         &[
-            "link", "add", &port, "type", "veth", "peer", "name", "ul0", "netns", &ns.name,
+            "link", "add", &port, "type", "veth", "peer", "name", "ul0", "netns", ns.name(),
         ],
     )?;
     ul.exec("ip", &["link", "set", &port, "master", "ulbr", "up"])?;
@@ -173,8 +172,8 @@ fn unix_now() -> f64 {
 }
 
 fn stop(tunnel: ChildGuard, signal: &str) -> Result<()> {
-    let child = tunnel.0.as_ref().context("child")?;
-    common::run("kill", &[signal, &child.id().to_string()])?;
+    let pid = tunnel.id().context("child")?;
+    netns::run("kill", &[signal, &pid.to_string()])?;
     let out = tunnel.wait(Duration::from_secs(10))?;
     if signal == "-TERM" && !out.status.success() {
         bail!(
