@@ -6,14 +6,13 @@
 //!
 //! Ranges: underlay 192.0.2.0/24 (a1 .11, b1 .21); pods 10.128.0.11 (a1), 10.129.0.11 (b1).
 
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use causeway_tests::apiserver::TestApiServer;
-use causeway_tunnel::wg::PrivateKey;
 use causeway_tests::netns::{self, ChildGuard, Netns, ping};
+use causeway_tunnel::wg::PrivateKey;
 use serde_json::json;
 
 struct Node {
@@ -44,7 +43,16 @@ fn node(
     ns.exec(
         "ip",
         &[
-            "link", "add", "veth1", "type", "veth", "peer", "name", "eth0", "netns", pod.name(),
+            "link",
+            "add",
+            "veth1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pod.name(),
         ],
     )?;
     ns.exec("ip", &["link", "set", "veth1", "master", "br0", "up"])?;
@@ -61,7 +69,16 @@ fn node(
     ul.exec(
         "ip",
         &[
-            "link", "add", &port, "type", "veth", "peer", "name", "ul0", "netns", ns.name(),
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ul0",
+            "netns",
+            ns.name(),
         ],
     )?;
     ul.exec("ip", &["link", "set", &port, "master", "ulbr", "up"])?;
