@@ -156,7 +156,7 @@ for c in a b; do
   spawn "dns-$c" "$n" "$bin/causeway-dns" --config "$work/config-$c.yaml"
   spawn "proxy-$c" "$n" "$bin/causeway-proxy" --config "$work/config-$c.yaml"
   spawn "tunnel-$c" "$n" "$bin/causeway-tunnel" --config "$work/config-$c.yaml" \
-    --node-name "$c-node-1" --userspace
+    --node-name "$c-node-1" --state-dir "$work/state-$c" --userspace
 done
 for c in a b; do
   for port in 9153 9154 9155; do

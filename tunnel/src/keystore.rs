@@ -1,60 +1,84 @@
-//! The node's private key, kept in a Secret `causeway-tunnel-key-<node>` of the local cluster.
+//! The node's private key, kept on the node: `<state dir>/wireguard.key` (state dir
+//! `--state-dir`, default `/var/lib/causeway`, a host directory), never in the API.
 //!
 //! Created on first start; read back on every start (so a restarted pod keeps its identity
-//! and no peer has to change); replaced by a rotation. The key never appears in logs: only
-//! its public half is ever printed.
+//! and no peer has to change); replaced by a rotation. Only its public half leaves the node
+//! (in the TunnelEndpoint) or appears in logs.
+//!
+//! The file is JSON, `{"privateKey":"<wg genkey text>","createdUnix":<seconds>}`, mode 0600 in
+//! a directory made 0700 (kubelet creates a hostPath directory 0755). Every write is a
+//! temporary file in the same directory, fsynced, then renamed over the key (a rotation) or
+//! linked only where no key is (a first start: a concurrent start keeps the key that won), and
+//! the directory fsynced: a reader sees the old key or the new one, never a part. A key file
+//! that cannot be parsed is an error, never replaced: a new key is a new identity, which only
+//! deleting the file (or `rotate`) asks for.
 
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use serde::{Deserialize, Serialize};
 
-use crate::names;
-use crate::wg::{KeyError, PrivateKey, PublicKey};
+use crate::wg::{PrivateKey, PublicKey};
 
-/// Field of the Secret's `data` holding the key, base64 as `wg genkey` prints it.
-pub const KEY_FIELD: &str = "privateKey";
-/// Annotation with the key's creation time, in Unix seconds (for `rotateInterval`).
-pub const CREATED_ANNOTATION: &str = "causeway.io/key-created-unix";
+/// Name of the key file in the state directory.
+pub const KEY_FILE: &str = "wireguard.key";
+/// Temporary files of a write are `.wireguard.key.<random>.tmp`.
+const TEMP_PREFIX: &str = ".wireguard.key.";
+const TEMP_SUFFIX: &str = ".tmp";
+/// A temporary file this old is left over from a crash (a write takes milliseconds); a
+/// younger one may be a concurrent `rotate`'s and is left alone.
+const STALE_TEMP: Duration = Duration::from_secs(60);
 
-/// Errors of reading or writing the key Secret.
+/// Errors of reading or writing the key file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
-    /// The API request failed.
-    #[error("secret {namespace}/{name}")]
-    Api {
-        namespace: String,
-        name: String,
+    /// The state directory cannot be created or made private (0700).
+    #[error("state directory {}", path.display())]
+    Dir {
+        path: PathBuf,
         #[source]
-        source: kube::Error,
+        source: io::Error,
     },
-    /// The Secret exists but holds no usable key.
-    #[error("secret {namespace}/{name}: data.{KEY_FIELD}: {reason}")]
-    BadKey {
-        namespace: String,
-        name: String,
-        reason: String,
+    /// The key file cannot be read or written.
+    #[error("key file {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
     },
+    /// The key file holds no usable key. It is left as it is: delete it to start with a new
+    /// key (a new identity for this node).
+    #[error(
+        "key file {}: {reason}; delete it to generate a new key (a new identity for this node)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
 }
 
-/// A key as read from the Secret.
+/// A key as read from the key file.
 #[derive(Clone, Debug)]
 pub struct StoredKey {
     pub key: PrivateKey,
-    /// When it was generated (Unix seconds), if recorded.
-    pub created_unix: Option<u64>,
+    /// When it was generated (Unix seconds), for `rotateInterval`.
+    pub created_unix: u64,
 }
 
-/// The key Secret of one node.
-#[derive(Clone)]
+/// What the key file holds.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyFile {
+    private_key: String,
+    created_unix: u64,
+}
+
+/// The key file of this node.
+#[derive(Clone, Debug)]
 pub struct KeyStore {
-    api: Api<Secret>,
-    namespace: String,
-    name: String,
-    node: String,
+    dir: PathBuf,
+    path: PathBuf,
 }
 
 fn now_unix() -> u64 {
@@ -65,149 +89,317 @@ fn now_unix() -> u64 {
 }
 
 impl KeyStore {
-    pub fn new(client: Client, namespace: &str, node: &str) -> Self {
-        Self {
-            api: Api::namespaced(client, namespace),
-            namespace: namespace.into(),
-            name: names::secret_name(node),
-            node: node.into(),
-        }
+    /// The key store in state directory `dir`, created (0700) if missing and made 0700 if it
+    /// is more open.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, KeyStoreError> {
+        let dir = dir.into();
+        let private = || -> io::Result<()> {
+            DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+            if fs::metadata(&dir)?.permissions().mode() & 0o777 != 0o700 {
+                fs::set_permissions(&dir, Permissions::from_mode(0o700))?;
+            }
+            Ok(())
+        };
+        private().map_err(|source| KeyStoreError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path: dir.join(KEY_FILE),
+            dir,
+        })
     }
 
-    /// The Secret's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The key file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    fn api_err(&self, source: kube::Error) -> KeyStoreError {
-        KeyStoreError::Api {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+    fn io_err(&self, source: io::Error) -> KeyStoreError {
+        KeyStoreError::Io {
+            path: self.path.clone(),
             source,
         }
     }
 
-    fn parse(&self, secret: &Secret) -> Result<StoredKey, KeyStoreError> {
-        let bad = |reason: String| KeyStoreError::BadKey {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+    /// The stored key, if the file exists.
+    pub fn read(&self) -> Result<Option<StoredKey>, KeyStoreError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io_err(e)),
+        };
+        let corrupt = |reason: String| KeyStoreError::Corrupt {
+            path: self.path.clone(),
             reason,
         };
-        let raw = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(KEY_FIELD))
-            .ok_or_else(|| bad("missing".into()))?;
-        let text = std::str::from_utf8(&raw.0).map_err(|_| bad("not text".into()))?;
-        let key = PrivateKey::from_base64(text).map_err(|e: KeyError| bad(e.to_string()))?;
-        let created_unix = secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(CREATED_ANNOTATION))
-            .and_then(|v| v.parse().ok());
-        Ok(StoredKey { key, created_unix })
-    }
-
-    fn secret_for(&self, key: &PrivateKey) -> Secret {
-        Secret {
-            metadata: ObjectMeta {
-                name: Some(self.name.clone()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(BTreeMap::from([
-                    (
-                        names::MANAGED_BY.0.to_string(),
-                        names::MANAGED_BY.1.to_string(),
-                    ),
-                    (
-                        names::NODE_LABEL.to_string(),
-                        names::label_value(&self.node),
-                    ),
-                ])),
-                annotations: Some(BTreeMap::from([(
-                    CREATED_ANNOTATION.to_string(),
-                    now_unix().to_string(),
-                )])),
-                ..Default::default()
-            },
-            type_: Some("Opaque".into()),
-            data: Some(BTreeMap::from([(
-                KEY_FIELD.to_string(),
-                ByteString(key.to_base64().into_bytes()),
-            )])),
-            ..Default::default()
-        }
-    }
-
-    /// The stored key, if the Secret exists.
-    pub async fn read(&self) -> Result<Option<StoredKey>, KeyStoreError> {
-        match self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.api_err(e))?
-        {
-            Some(s) => self.parse(&s).map(Some),
-            None => Ok(None),
-        }
+        let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let key = PrivateKey::from_base64(&file.private_key)
+            .map_err(|e| corrupt(format!("privateKey: {e}")))?;
+        Ok(Some(StoredKey {
+            key,
+            created_unix: file.created_unix,
+        }))
     }
 
     /// The stored key, generating and storing one on first start. Returns whether it was
-    /// created now.
-    pub async fn load_or_create(&self) -> Result<(StoredKey, bool), KeyStoreError> {
-        if let Some(k) = self.read().await? {
+    /// created now. Removes temporary files a crashed write left behind.
+    pub fn load_or_create(&self) -> Result<(StoredKey, bool), KeyStoreError> {
+        self.remove_stale_temp_files();
+        if let Some(k) = self.read()? {
             return Ok((k, false));
         }
-        let key = PrivateKey::generate();
-        match self
-            .api
-            .create(&PostParams::default(), &self.secret_for(&key))
-            .await
-        {
-            Ok(s) => {
-                tracing::info!(secret = self.name, public_key = %key.public_key(), "generated the node's key");
-                Ok((self.parse(&s)?, true))
+        let stored = StoredKey {
+            key: PrivateKey::generate(),
+            created_unix: now_unix(),
+        };
+        match self.write(&stored, false) {
+            Ok(()) => {
+                tracing::info!(path = %self.path.display(), public_key = %stored.key.public_key(), "generated the node's key");
+                Ok((stored, true))
             }
             // Another start of ours won the race: use its key.
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let k = self.read().await?.ok_or_else(|| KeyStoreError::BadKey {
-                    namespace: self.namespace.clone(),
-                    name: self.name.clone(),
-                    reason: "vanished after a conflict".into(),
-                })?;
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let k = self
+                    .read()?
+                    .ok_or_else(|| self.io_err(io::ErrorKind::NotFound.into()))?;
                 Ok((k, false))
             }
-            Err(e) => Err(self.api_err(e)),
+            Err(e) => Err(self.io_err(e)),
         }
     }
 
-    /// Replaces the key by a fresh one; returns the new public key. The running tunnel
-    /// notices the change, reconfigures its device and republishes its TunnelEndpoint.
-    pub async fn rotate(&self) -> Result<PublicKey, KeyStoreError> {
-        let key = PrivateKey::generate();
-        let mut secret = self.secret_for(&key);
-        match self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.api_err(e))?
-        {
-            Some(current) => {
-                // Optimistic concurrency: a concurrent rotation makes this fail, not interleave.
-                secret.metadata.resource_version = current.metadata.resource_version;
-                self.api
-                    .replace(&self.name, &PostParams::default(), &secret)
-                    .await
-                    .map_err(|e| self.api_err(e))?;
+    /// Replaces the key by a fresh one (or stores a first one); returns the new public key.
+    /// The running tunnel notices the change, reconfigures its device and republishes its
+    /// TunnelEndpoint.
+    pub fn rotate(&self) -> Result<PublicKey, KeyStoreError> {
+        let stored = StoredKey {
+            key: PrivateKey::generate(),
+            created_unix: now_unix(),
+        };
+        self.write(&stored, true).map_err(|e| self.io_err(e))?;
+        tracing::info!(path = %self.path.display(), public_key = %stored.key.public_key(), "rotated the node's key");
+        Ok(stored.key.public_key())
+    }
+
+    /// Writes `stored` atomically: over the current key with `replace`, else only where there
+    /// is none (`AlreadyExists` otherwise).
+    fn write(&self, stored: &StoredKey, replace: bool) -> io::Result<()> {
+        let text = serde_json::to_string(&KeyFile {
+            private_key: stored.key.to_base64(),
+            created_unix: stored.created_unix,
+        })?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .permissions(Permissions::from_mode(0o600))
+            .tempfile_in(&self.dir)?;
+        tmp.write_all(text.as_bytes())?;
+        tmp.write_all(b"\n")?;
+        tmp.as_file().sync_all()?;
+        if replace {
+            tmp.persist(&self.path)?;
+        } else {
+            tmp.persist_noclobber(&self.path)?;
+        }
+        // The new name is durable once the directory is.
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with(TEMP_PREFIX) || !name.ends_with(TEMP_SUFFIX) {
+                continue;
             }
-            None => {
-                self.api
-                    .create(&PostParams::default(), &secret)
-                    .await
-                    .map_err(|e| self.api_err(e))?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_TEMP));
+            if !stale {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a temporary key file left by an interrupted write")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a leftover temporary key file")
+                }
             }
         }
-        tracing::info!(secret = self.name, public_key = %key.public_key(), "rotated the node's key");
-        Ok(key.public_key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn temp_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != KEY_FILE)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn create_then_reload_gives_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = KeyStore::open(&state).unwrap();
+        assert!(store.read().unwrap().is_none());
+        let (created, fresh) = store.load_or_create().unwrap();
+        assert!(fresh);
+        let age = now_unix() - created.created_unix;
+        assert!(age <= 1, "created now: {age} s ago");
+        let (again, fresh) = KeyStore::open(&state).unwrap().load_or_create().unwrap();
+        assert!(!fresh);
+        assert_eq!(again.key.public_key(), created.key.public_key());
+        assert_eq!(again.created_unix, created.created_unix);
+        assert_eq!(store.path(), state.join("wireguard.key"));
+        assert_eq!(temp_files(&state), Vec::<String>::new());
+    }
+
+    #[test]
+    fn directory_is_0700_and_file_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        // As kubelet creates a hostPath DirectoryOrCreate.
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, Permissions::from_mode(0o755)).unwrap();
+        let store = KeyStore::open(&state).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        store.load_or_create().unwrap();
+        assert_eq!(mode(store.path()), 0o600);
+        store.rotate().unwrap();
+        assert_eq!(mode(store.path()), 0o600);
+        // A missing directory is created 0700, parents included.
+        let nested = dir.path().join("a/b");
+        KeyStore::open(&nested).unwrap();
+        assert_eq!(mode(&nested), 0o700);
+    }
+
+    #[test]
+    fn rotation_replaces_the_key_and_its_creation_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path()).unwrap();
+        let old = StoredKey {
+            key: PrivateKey::generate(),
+            created_unix: 1_000,
+        };
+        store.write(&old, false).unwrap();
+        let public = store.rotate().unwrap();
+        let now = store.read().unwrap().unwrap();
+        assert_eq!(now.key.public_key(), public);
+        assert_ne!(public, old.key.public_key());
+        assert!(
+            now_unix() - now.created_unix <= 1,
+            "{} is now",
+            now.created_unix
+        );
+        let (loaded, fresh) = store.load_or_create().unwrap();
+        assert!(!fresh);
+        assert_eq!(loaded.key.public_key(), public);
+    }
+
+    #[test]
+    fn a_concurrent_first_start_keeps_the_key_that_won() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path()).unwrap();
+        let first = StoredKey {
+            key: PrivateKey::generate(),
+            created_unix: 1_000,
+        };
+        store.write(&first, false).unwrap();
+        let second = StoredKey {
+            key: PrivateKey::generate(),
+            created_unix: 2_000,
+        };
+        let err = store.write(&second, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        let kept = store.read().unwrap().unwrap();
+        assert_eq!(kept.key.public_key(), first.key.public_key());
+        assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path()).unwrap();
+        let bad_key = r#"{"privateKey":"not a key","createdUnix":1}"#;
+        for text in ["", "{\"privateKey\": \"", bad_key, "\u{0}\u{1}\u{2}"] {
+            fs::write(store.path(), text).unwrap();
+            for err in [
+                store.read().unwrap_err(),
+                store.load_or_create().unwrap_err(),
+            ] {
+                assert!(matches!(err, KeyStoreError::Corrupt { .. }), "{err:?}");
+                let shown = err.to_string();
+                assert!(
+                    shown.starts_with(&format!("key file {}: ", store.path().display())),
+                    "{shown}"
+                );
+                assert!(shown.contains("delete it"), "{shown}");
+            }
+            assert_eq!(fs::read_to_string(store.path()).unwrap(), text, "untouched");
+        }
+        fs::write(store.path(), bad_key).unwrap();
+        let shown = store.read().unwrap_err().to_string();
+        assert!(shown.contains(": privateKey: "), "{shown}");
+        // Unreadable (here: a directory where the file should be) names the file too.
+        fs::remove_file(store.path()).unwrap();
+        fs::create_dir(store.path()).unwrap();
+        let err = store.load_or_create().unwrap_err();
+        assert!(matches!(err, KeyStoreError::Io { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("key file {}", store.path().display())
+        );
+    }
+
+    #[test]
+    fn leftover_temp_files_are_ignored_and_stale_ones_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path()).unwrap();
+        let (key, _) = store.load_or_create().unwrap();
+        let stale = dir.path().join(".wireguard.key.crashed.tmp");
+        let young = dir.path().join(".wireguard.key.writing.tmp");
+        let other = dir.path().join("notes.tmp");
+        for p in [&stale, &young, &other] {
+            fs::write(p, "{\"privateKey\": \"").unwrap();
+        }
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        let (again, fresh) = store.load_or_create().unwrap();
+        assert!(!fresh);
+        assert_eq!(again.key.public_key(), key.key.public_key());
+        assert_eq!(
+            temp_files(dir.path()),
+            [".wireguard.key.writing.tmp", "notes.tmp"],
+            "the stale one removed, a young one (a concurrent write's) and others kept"
+        );
+    }
+
+    #[test]
+    fn the_private_key_is_not_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(dir.path()).unwrap();
+        let (stored, _) = store.load_or_create().unwrap();
+        assert!(!format!("{stored:?}").contains(&stored.key.to_base64()));
     }
 }

@@ -3,8 +3,9 @@
 //! The control plane follows the workspace's one shape: sources fill the catalog, [`plan`]
 //! turns a snapshot into the desired peers, routes, MSS clamp and steering flows, and
 //! [`reconcile`] applies them through narrow traits ([`wg::WgBackend`], [`routes::RouteTable`],
-//! [`mss::Nft`], [`steering::Switch`], [`host::Host`]). [`keystore`] and [`publish`] are the
-//! node's own objects in its cluster; [`health`] reports the peers.
+//! [`mss::Nft`], [`steering::Switch`], [`host::Host`]). [`keystore`] keeps the node's private
+//! key on the node, [`publish`] the node's own objects in its cluster; [`health`] reports the
+//! peers.
 
 pub mod fakenft;
 pub mod fakewg;

@@ -1,8 +1,10 @@
 //! `causeway-tunnel --config FILE`: the WireGuard mesh between clusters, on one node.
-//! `causeway-tunnel --config FILE rotate`: replace this node's key (the running tunnel follows).
+//! `causeway-tunnel --config FILE rotate`: replace this node's key in its state directory (the
+//! running tunnel follows).
 //! `causeway-tunnel --config FILE remove-device`: delete the tunnel interface and its routes
 //! (uninstall; a stopped tunnel otherwise leaves them so that traffic fails closed).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -30,7 +32,7 @@ struct Args {
     /// Name of the node this tunnel runs on (downward API `spec.nodeName`).
     #[arg(long, env = "CAUSEWAY_NODE_NAME")]
     node_name: String,
-    /// Namespace of the tunnel's pod, Secret and TunnelEndpoint.
+    /// Namespace of the tunnel's pod, Service and TunnelEndpoint.
     #[arg(long, env = "CAUSEWAY_POD_NAMESPACE", default_value = "causeway")]
     namespace: String,
     /// Name of the tunnel's own pod (labelled for the per-node Service).
@@ -42,14 +44,18 @@ struct Args {
     /// Never use kernel WireGuard, even when the module is present.
     #[arg(long, env = "CAUSEWAY_TUNNEL_USERSPACE")]
     userspace: bool,
+    /// Directory on the node's own disk (a hostPath in the pod) holding the node's private
+    /// key, `wireguard.key`; created 0700. The key never goes to the API.
+    #[arg(long, env = "CAUSEWAY_STATE_DIR", default_value = "/var/lib/causeway")]
+    state_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Generates a new key for this node and stores it; the running tunnel reconfigures its
-    /// device and republishes its TunnelEndpoint, and the peers follow.
+    /// Generates a new key for this node and stores it in the state directory; the running
+    /// tunnel reconfigures its device and republishes its TunnelEndpoint, and the peers follow.
     Rotate,
     /// Deletes the tunnel interface, and with it its routes (uninstall). Stopping the tunnel
     /// leaves both in place, so that traffic for remote ranges is dropped, never sent in clear.
@@ -73,17 +79,16 @@ async fn main() -> Result<()> {
         tracing::info!(%interface, removed, "tunnel interface removal");
         return Ok(());
     }
-    let client = local_client(&config).await?;
-    let keystore = KeyStore::new(client.clone(), &args.namespace, &args.node_name);
-
+    let keystore = KeyStore::open(&args.state_dir)?;
     if let Some(Command::Rotate) = args.command {
-        let public = keystore.rotate().await?;
+        let public = keystore.rotate()?;
         println!("{public}");
         return Ok(());
     }
+    let (stored, created) = keystore.load_or_create()?;
+    tracing::info!(public_key = %stored.key.public_key(), created, path = %keystore.path().display(), "node key ready");
 
-    let (stored, created) = keystore.load_or_create().await?;
-    tracing::info!(public_key = %stored.key.public_key(), created, "node key ready");
+    let client = local_client(&config).await?;
     let mut opts = OpenOptions::new(config.tunnel.interface.clone());
     opts.mtu = config.tunnel.mtu;
     opts.force_userspace = args.userspace;

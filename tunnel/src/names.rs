@@ -8,8 +8,6 @@
 
 /// Prefix of the per-node Service (and of everything else the tunnel names).
 pub const SERVICE_PREFIX: &str = "causeway-tunnel-";
-/// Prefix of the per-node key Secret.
-pub const SECRET_PREFIX: &str = "causeway-tunnel-key-";
 /// Label the tunnel puts on its own pod, with its node name, for the Service's selector.
 pub const NODE_LABEL: &str = "causeway.io/tunnel-node";
 /// Label on every object the tunnel manages.
@@ -46,13 +44,6 @@ pub fn service_name(node: &str) -> String {
     })
 }
 
-/// `causeway-tunnel-key-<node>`: the Secret holding the node's private key.
-pub fn secret_name(node: &str) -> String {
-    fit(SECRET_PREFIX, node, 253, |c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
-    })
-}
-
 /// `<node>`: the node's TunnelEndpoint object.
 pub fn endpoint_name(node: &str) -> String {
     fit("", node, 253, |c| {
@@ -75,8 +66,8 @@ mod tests {
     fn short_names_stay_readable() {
         assert_eq!(service_name("worker-1"), "causeway-tunnel-worker-1");
         assert_eq!(
-            secret_name("ip-10-0-1-2.ec2.internal"),
-            "causeway-tunnel-key-ip-10-0-1-2.ec2.internal"
+            endpoint_name("ip-10-0-1-2.ec2.internal"),
+            "ip-10-0-1-2.ec2.internal"
         );
         assert_eq!(endpoint_name("worker-1"), "worker-1");
         assert_eq!(label_value("worker-1"), "worker-1");

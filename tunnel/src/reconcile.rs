@@ -62,7 +62,7 @@ pub enum ReconcileError {
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub node: String,
-    /// Namespace of our pod, our Secret and our TunnelEndpoint.
+    /// Namespace of our pod, our Service and our TunnelEndpoint.
     pub namespace: String,
     /// Our pod (labelled for the per-node Service), if running in one.
     pub pod_name: Option<String>,
@@ -823,26 +823,26 @@ impl Inner {
         let interval = self.config.tunnel.rotate_interval.0;
         loop {
             tokio::time::sleep(self.timing.key_poll).await;
-            let stored = match store.read().await {
+            // A file of a hundred bytes on the node's disk, read in place like the file
+            // sources do; a due rotation writes it (two fsyncs) once per interval.
+            let stored = match store.read() {
                 Ok(Some(k)) => k,
                 Ok(None) => {
                     tracing::warn!(
-                        secret = store.name(),
-                        "key secret is gone; keeping the key in use"
+                        path = %store.path().display(),
+                        "key file is gone; keeping the key in use (a restart generates a new one)"
                     );
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %DisplayChain(&e), "cannot read the key secret");
+                    tracing::warn!(error = %DisplayChain(&e), "cannot read the key file; keeping the key in use");
                     continue;
                 }
             };
             let due = !interval.is_zero()
-                && stored
-                    .created_unix
-                    .is_some_and(|c| now_unix().saturating_sub(c) >= interval.as_secs());
+                && now_unix().saturating_sub(stored.created_unix) >= interval.as_secs();
             if due {
-                if let Err(e) = store.rotate().await {
+                if let Err(e) = store.rotate() {
                     tracing::warn!(error = %DisplayChain(&e), "scheduled key rotation failed");
                 }
                 continue;

@@ -1,6 +1,7 @@
-//! Discovery against test API servers: a tunnel publishes its key Secret, TunnelEndpoint and
-//! per-node Service in its own cluster; a tunnel of a second cluster sees it as a peer; peers
-//! follow nodes joining and leaving and key rotation.
+//! Discovery against test API servers: a tunnel publishes its TunnelEndpoint and per-node
+//! Service in its own cluster (its private key stays in its state directory, never in the
+//! API); a tunnel of a second cluster sees it as a peer; peers follow nodes joining and
+//! leaving and key rotation.
 //!
 //! Ranges: cluster a pods 10.128.0.0/16 (a1 10.128.0.0/24, a2 10.128.1.0/24), services
 //! 172.30.0.0/16; cluster b pods 10.129.0.0/16 (b1 10.129.0.0/24), services 172.31.0.0/16.
@@ -8,6 +9,7 @@
 
 mod cluster_kit;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,16 +70,30 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
     let key_a = agent_a.agent.public_key().to_base64();
     let key_b = agent_b.agent.public_key().to_base64();
 
-    // a1 published its Secret, its pod label, its Service and its TunnelEndpoint (no VIP yet).
+    // a1 published its pod label, its Service and its TunnelEndpoint (no VIP yet); its key
+    // is in its state directory, and it never asked the API for a Secret.
     eventually(T, "a1's TunnelEndpoint", || async {
         a.tunnel_endpoint("a1").is_some()
     })
     .await?;
-    let secret = a
+    let store = KeyStore::open(a.state_dir("a1"))?;
+    let stored = store.read()?.expect("a1's key file");
+    assert_eq!(stored.key.public_key().to_base64(), key_a);
+    assert_eq!(
+        std::fs::metadata(store.path())?.permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        a.server.list_values("v1", "Secret", None)?,
+        Vec::<serde_json::Value>::new()
+    );
+    let secret_requests: Vec<_> = a
         .server
-        .get_value("v1", "Secret", NS, "causeway-tunnel-key-a1")?
-        .expect("secret");
-    assert_eq!(secret["type"], "Opaque");
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "secrets")
+        .collect();
+    assert!(secret_requests.is_empty(), "{secret_requests:?}");
     let te = a.tunnel_endpoint("a1").unwrap();
     assert_eq!(te["spec"]["publicKey"], key_a.as_str());
     assert_eq!(te["spec"]["node"], "a1");
@@ -169,9 +185,8 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
     assert!(peer_line(&wg_b, &key_a).is_some(), "other peers stay");
     assert!(wg_b.configures() > configures);
 
-    // Rotation: a new key in a1's Secret; a1 reconfigures and republishes; b1 follows.
-    let store = KeyStore::new(a.client().await?, NS, "a1");
-    let rotated = store.rotate().await?.to_base64();
+    // Rotation: a new key in a1's key file; a1 reconfigures and republishes; b1 follows.
+    let rotated = store.rotate()?.to_base64();
     assert_ne!(rotated, key_a);
     eventually(T, "a1 uses its new key", || async {
         wg_a.config()
@@ -188,7 +203,7 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
     );
 
     // A restart reads the same key back instead of generating one.
-    let (again, created) = store.load_or_create().await?;
+    let (again, created) = store.load_or_create()?;
     assert!(!created);
     assert_eq!(again.key.public_key().to_base64(), rotated);
     assert!(

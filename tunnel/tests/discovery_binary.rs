@@ -1,18 +1,17 @@
-//! The `causeway-tunnel` binary against a test API server: `rotate` replaces the node's key in
-//! its Secret and prints the new public key; a bad configuration exits 2 before anything else.
-
-mod cluster_kit;
+//! The `causeway-tunnel` binary's subcommands: `rotate` replaces the node's key in its state
+//! directory (no API server needed) and prints the new public key; a bad configuration exits 2
+//! before anything else.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use causeway_tunnel::keystore::KeyStore;
-use cluster_kit::{NS, TestCluster};
 
 async fn run(args: &[&str]) -> Result<std::process::Output> {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_causeway-tunnel"))
         .args(args)
         .env_remove("CAUSEWAY_CONFIG")
+        .env_remove("CAUSEWAY_STATE_DIR")
         .kill_on_drop(true)
         .output();
     Ok(tokio::time::timeout(Duration::from_secs(30), child).await??)
@@ -21,25 +20,23 @@ async fn run(args: &[&str]) -> Result<std::process::Output> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_subcommand_replaces_the_key() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let a = TestCluster::start(dir.path(), "a", "10.128.0.0/16", "172.30.0.0/16").await?;
+    // The local cluster's API is never asked: this one does not exist.
     let cfg = dir.path().join("config.yaml");
     std::fs::write(
         &cfg,
-        format!(
-            "cluster: a\nclusters:\n  - name: a\n    podCIDRs: [\"10.128.0.0/16\"]\n    source: {{ kubeconfig: {} }}\n",
-            a.kubeconfig.display()
-        ),
+        "cluster: a\nclusters:\n  - name: a\n    podCIDRs: [\"10.128.0.0/16\"]\n    source: { kubeconfig: /nonexistent }\n",
     )?;
-    let store = KeyStore::new(a.client().await?, NS, "a1");
-    let (before, _) = store.load_or_create().await?;
-    let cfg = cfg.to_string_lossy().to_string();
+    let state = dir.path().join("state");
+    let store = KeyStore::open(&state)?;
+    let (before, _) = store.load_or_create()?;
+    let (cfg, state) = (cfg.to_string_lossy(), state.to_string_lossy());
     let out = run(&[
         "--config",
         &cfg,
         "--node-name",
         "a1",
-        "--namespace",
-        NS,
+        "--state-dir",
+        &state,
         "rotate",
     ])
     .await?;
@@ -49,13 +46,48 @@ async fn rotate_subcommand_replaces_the_key() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout)?.trim().to_string();
-    let after = store.read().await?.expect("key");
+    let after = store.read()?.expect("key");
     assert_eq!(printed, after.key.public_key().to_base64());
     assert_ne!(after.key.public_key(), before.key.public_key());
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(
         !logs.contains(&after.key.to_base64()),
         "the private key is never logged"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_corrupt_key_file_stops_the_start_naming_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "cluster: a\nclusters:\n  - name: a\n    podCIDRs: [\"10.128.0.0/16\"]\n    source: { kubeconfig: /nonexistent }\n",
+    )?;
+    let state = dir.path().join("state");
+    let key_file = state.join("wireguard.key");
+    std::fs::create_dir(&state)?;
+    std::fs::write(&key_file, "{\"privateKey\": \"trunc")?;
+    let out = run(&[
+        "--config",
+        &cfg.to_string_lossy(),
+        "--node-name",
+        "a1",
+        "--state-dir",
+        &state.to_string_lossy(),
+    ])
+    .await?;
+    assert!(!out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains(&format!("key file {}: ", key_file.display())) && logs.contains("delete it"),
+        "{logs}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file)?,
+        "{\"privateKey\": \"trunc",
+        "the key file is left as it is"
     );
     Ok(())
 }

@@ -1,18 +1,21 @@
 //! The `causeway-tunnel` binary end to end in a network namespace: its local cluster is a test
 //! API server listening on the namespace's loopback (bound from inside it), the remote cluster
-//! a YAML file source. It must pick the userspace backend, publish its key Secret and
-//! TunnelEndpoint, peer with the remote node, program routes and the MSS clamp in its
-//! namespace, serve `/status` and `/wg`, and exit cleanly on SIGTERM.
+//! a YAML file source. It must pick the userspace backend, keep its key in its state directory
+//! (never in the API), publish its TunnelEndpoint, peer with the remote node, program routes
+//! and the MSS clamp in its namespace, serve `/status` and `/wg`, and exit cleanly on SIGTERM;
+//! restarted on the same state directory it publishes the same key, on another a new one.
 //!
 //! Ranges: node a1 pod subnet 10.128.0.0/24 (bridge 10.128.0.1); cluster b pods
 //! 10.129.0.0/16, services 172.31.0.0/16; endpoints 192.0.2.11/.21 (RFC 5737).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use causeway_tests::apiserver::TestApiServer;
-use causeway_tests::netns::{Netns, Signal};
+use causeway_tests::netns::{ChildGuard, Netns, Signal};
 use causeway_tests::wait::{WaitError, poll};
+use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::wg::PrivateKey;
 
 use serde_json::json;
@@ -70,19 +73,8 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
         ),
     )?;
 
-    let cfg_s = cfg.to_string_lossy().to_string();
-    let tunnel = ns.spawn(
-        env!("CARGO_BIN_EXE_causeway-tunnel"),
-        &[
-            "--config",
-            &cfg_s,
-            "--node-name",
-            "a1",
-            "--namespace",
-            "causeway",
-            "--userspace",
-        ],
-    )?;
+    let state = dir.path().join("state-a1");
+    let tunnel = spawn_tunnel(&ns, &cfg, &state)?;
     let status = || {
         ns.exec(
             "curl",
@@ -138,44 +130,96 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
                 .is_some_and(|te| te["spec"]["endpoint"] == "192.0.2.11:51820")
         },
     )?;
-    let te = server
-        .get_value("causeway.io/v1alpha1", "TunnelEndpoint", "causeway", "a1")?
-        .context("te")?;
-    assert_eq!(te["spec"]["publicKey"], doc["publicKey"]);
-    assert!(
+    let published = |server: &TestApiServer| {
         server
-            .get_value("v1", "Secret", "causeway", "causeway-tunnel-key-a1")?
-            .is_some()
+            .get_value("causeway.io/v1alpha1", "TunnelEndpoint", "causeway", "a1")
+            .ok()
+            .flatten()
+            .map(|te| te["spec"]["publicKey"].clone())
+    };
+    let first_key = doc["publicKey"].clone();
+    assert_eq!(published(&server), Some(first_key.clone()));
+    // The key is in the state directory, not in the API.
+    let stored = KeyStore::open(&state)?.read()?.context("a1's key file")?;
+    assert_eq!(stored.key.public_key().to_base64(), first_key);
+    assert_eq!(
+        server.list_values("v1", "Secret", None)?,
+        Vec::<serde_json::Value>::new()
     );
 
     // SIGTERM: a clean exit.
+    let logs = stop(tunnel)?;
+    assert!(logs.contains("wireguard backend chosen"), "{logs}");
+    assert!(
+        !logs.contains(&stored.key.to_base64()),
+        "the private key is never logged"
+    );
+
+    // A restart on the same state directory is the same node: the same key, published again.
+    let tunnel = spawn_tunnel(&ns, &cfg, &state)?;
+    let again = wait_for(
+        "the restarted tunnel's status",
+        Duration::from_secs(30),
+        || status().contains(&key_b1),
+    );
+    if let Err(e) = again {
+        bail!("{e}: {}", tunnel.kill_for_stderr());
+    }
+    let doc: serde_json::Value = serde_json::from_str(&status())?;
+    assert_eq!(
+        doc["publicKey"], first_key,
+        "same state directory, same key"
+    );
+    assert_eq!(published(&server), Some(first_key.clone()));
+    stop(tunnel)?;
+
+    // Another state directory (another node's disk, or a reset): a new key, published.
+    let other = dir.path().join("state-other");
+    let tunnel = spawn_tunnel(&ns, &cfg, &other)?;
+    let new_key = KeyStore::open(&other)?;
+    let republished =
+        wait_for(
+            "the new key in the TunnelEndpoint",
+            Duration::from_secs(30),
+            || {
+                new_key.read().ok().flatten().is_some_and(|k| {
+                    published(&server) == Some(k.key.public_key().to_base64().into())
+                })
+            },
+        );
+    if let Err(e) = republished {
+        bail!("{e}: {}", tunnel.kill_for_stderr());
+    }
+    assert_ne!(published(&server), Some(first_key), "a different key");
+    stop(tunnel)?;
+    Ok(())
+}
+
+fn spawn_tunnel(ns: &Netns, cfg: &Path, state: &Path) -> Result<ChildGuard> {
+    ns.spawn(
+        env!("CARGO_BIN_EXE_causeway-tunnel"),
+        &[
+            "--config",
+            &cfg.to_string_lossy(),
+            "--node-name",
+            "a1",
+            "--namespace",
+            "causeway",
+            "--state-dir",
+            &state.to_string_lossy(),
+            "--userspace",
+        ],
+    )
+}
+
+/// SIGTERM and a clean exit within 10 s; returns the logs.
+fn stop(tunnel: ChildGuard) -> Result<String> {
     tunnel.signal(Signal::SIGTERM)?;
     let out = tunnel
         .wait(Duration::from_secs(10))
         .context("no exit within 10 s of SIGTERM")?;
-    let logs = String::from_utf8_lossy(&out.stderr);
+    let logs = String::from_utf8_lossy(&out.stderr).into_owned();
     let code = out.status;
     assert!(code.success(), "exit {code}: {logs}");
-    assert!(logs.contains("wireguard backend chosen"), "{logs}");
-    assert!(
-        !logs.contains(&PrivateKeyText::of(&server)?),
-        "the private key is never logged"
-    );
-    Ok(())
-}
-
-/// The base64 private key stored in a1's Secret.
-struct PrivateKeyText;
-
-impl PrivateKeyText {
-    fn of(server: &TestApiServer) -> Result<String> {
-        let s = server
-            .get_value("v1", "Secret", "causeway", "causeway-tunnel-key-a1")?
-            .context("secret")?;
-        let b64 = s["data"]["privateKey"].as_str().context("data")?;
-        use base64::Engine as _;
-        Ok(String::from_utf8(
-            base64::engine::general_purpose::STANDARD.decode(b64)?,
-        )?)
-    }
+    Ok(logs)
 }

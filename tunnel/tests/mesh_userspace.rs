@@ -291,9 +291,7 @@ async fn two_clusters_join_leave_rotate_and_report_down() -> Result<()> {
     )?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let old_b1 = mesh.key("b1");
-    let new_b1 = KeyStore::new(mesh.b.client().await?, NS, "b1")
-        .rotate()
-        .await?;
+    let new_b1 = KeyStore::open(mesh.b.state_dir("b1"))?.rotate()?;
     assert_ne!(old_b1, new_b1);
     eventually(t, "a1 follows b1's new key", || async {
         mesh.peer_keys("a1")

@@ -9,10 +9,10 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
-use base64::Engine as _;
 use causeway_tests::apiserver::TestApiServer;
 use causeway_tests::netns::{self, ChildGuard, Netns, ping};
-use causeway_tunnel::wg::PrivateKey;
+use causeway_tunnel::keystore::KeyStore;
+use causeway_tunnel::wg::PublicKey;
 use serde_json::json;
 
 struct Node {
@@ -22,14 +22,19 @@ struct Node {
     args: Vec<String>,
 }
 
+/// The state directory (key file) of node `name`'s tunnel.
+fn state_dir(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("state-{name}"))
+}
+
+/// Node `name`; `other` is the remote node's name, underlay address, pod prefix and key.
 fn node(
     ul: &Netns,
     dir: &std::path::Path,
     name: &str,
     pre: &str,
     ip: &str,
-    other: (&str, &str, &str, &PrivateKey),
-    key: &PrivateKey,
+    other: (&str, &str, &str, PublicKey),
 ) -> Result<Node> {
     let ns = Netns::new(&format!("r{name}"))?;
     let pod = Netns::new(&format!("r{name}p"))?;
@@ -102,13 +107,6 @@ fn node(
         "spec": {"podCIDR": format!("{pre}.0.0/24"), "podCIDRs": [format!("{pre}.0.0/24")]},
         "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
     }))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    server.apply(&json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("causeway-tunnel-key-{name}"), "namespace": "causeway"},
-        "type": "Opaque",
-        "data": {"privateKey": b64.encode(key.to_base64())},
-    }))?;
     let (other_name, other_ip, other_pre, other_key) = other;
     let remote = dir.join(format!("{name}-remote.yaml"));
     std::fs::write(
@@ -116,7 +114,7 @@ fn node(
         format!(
             "apiVersion: causeway.io/v1alpha1\nkind: TunnelEndpoint\nmetadata: {{ name: {other_name}, namespace: causeway }}\n\
              spec: {{ node: {other_name}, publicKey: \"{}\", endpoint: \"{other_ip}:51820\", podCIDRs: [\"{other_pre}.0.0/24\"] }}\n",
-            other_key.public_key().to_base64()
+            other_key.to_base64()
         ),
     )?;
     let (local, remote_cluster, local_pre) = if name == "a1" {
@@ -143,6 +141,8 @@ fn node(
         name,
         "--namespace",
         "causeway",
+        "--state-dir",
+        &state_dir(dir, name).to_string_lossy(),
         "--userspace",
     ]
     .map(String::from)
@@ -208,15 +208,20 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
     let ul = Netns::new("rul")?;
     ul.exec("ip", &["link", "add", "ulbr", "type", "bridge"])?;
     ul.exec("ip", &["link", "set", "ulbr", "up"])?;
-    let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    // Each node's key is in its state directory before its first start (as a restart finds
+    // it), so that each configuration can name the other's public key.
+    let key_of = |name| -> Result<PublicKey> {
+        let (stored, _) = KeyStore::open(state_dir(dir.path(), name))?.load_or_create()?;
+        Ok(stored.key.public_key())
+    };
+    let (ka, kb) = (key_of("a1")?, key_of("b1")?);
     let a = node(
         &ul,
         dir.path(),
         "a1",
         "10.128",
         "192.0.2.11",
-        ("b1", "192.0.2.21", "10.129", &kb),
-        &ka,
+        ("b1", "192.0.2.21", "10.129", kb),
     )?;
     let b = node(
         &ul,
@@ -224,8 +229,7 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
         "b1",
         "10.129",
         "192.0.2.21",
-        ("a1", "192.0.2.11", "10.128", &ka),
-        &kb,
+        ("a1", "192.0.2.11", "10.128", ka),
     )?;
     ul.exec(
         "nft",

@@ -88,7 +88,7 @@ impl PrivateKey {
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
         decode(text).map(Self::from_bytes)
     }
-    /// The base64 text, for storing the key in a Secret. Never log it.
+    /// The base64 text, for storing the key in the key file. Never log it.
     pub fn to_base64(&self) -> String {
         BASE64.encode(self.0.to_bytes())
     }

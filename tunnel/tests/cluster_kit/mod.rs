@@ -1,5 +1,6 @@
 //! Test kit of the control-plane tests (discovery_*, mesh_*): test API servers as clusters,
-//! configuration files for them, and tunnel agents started in-process with injected parts.
+//! configuration files for them, and tunnel agents started in-process with injected parts,
+//! each with its own state directory (its key file) under the test's directory.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub struct TestCluster {
     pub pod_cidr: String,
     pub service_cidr: String,
     pub kubeconfig: PathBuf,
+    dir: PathBuf,
 }
 
 /// The two clusters most tests use: `a` (pods 10.128.0.0/16, services 172.30.0.0/16) and `b`
@@ -52,7 +54,13 @@ impl TestCluster {
             pod_cidr: pod_cidr.into(),
             service_cidr: service_cidr.into(),
             kubeconfig,
+            dir: dir.into(),
         })
+    }
+
+    /// The state directory (key file) of the tunnel of `node` of this cluster.
+    pub fn state_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("state-{}-{node}", self.name))
     }
 
     /// Adds a Node with one pod subnet and an InternalIP.
@@ -163,8 +171,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Starts the tunnel control plane of `node` in its local cluster, with the key from the
-/// cluster's Secret (created on first start) and publishing there.
+/// Starts the tunnel control plane of `node` in its local cluster, with the key from its
+/// state directory ([`TestCluster::state_dir`], created on first start), publishing there.
 pub async fn start_agent(
     config: Config,
     local: &TestCluster,
@@ -174,8 +182,8 @@ pub async fn start_agent(
 ) -> Result<RunningAgent> {
     let config = Arc::new(config);
     let client = local.client().await?;
-    let keystore = KeyStore::new(client.clone(), NS, node);
-    let (stored, _) = keystore.load_or_create().await?;
+    let keystore = KeyStore::open(local.state_dir(node))?;
+    let (stored, _) = keystore.load_or_create()?;
     let publisher = Publisher::new(
         client,
         NS,
