@@ -1,9 +1,13 @@
 //! The manifests users apply: every overlay renders, every object validates offline
 //! against the Kubernetes 1.33 schemas (`kubernetes-validate --strict`), and the
-//! configuration they ship is accepted by our own config loader.
+//! configuration they ship is accepted by our own config loader. The tunnels' private keys
+//! stay on their nodes: no service account may read Secrets but the webhook its own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use causeway_tests::rbac::{self, Access};
+use serde_json::json;
 
 fn manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
@@ -135,6 +139,12 @@ fn kubernetes_overlay_renders_and_validates() {
     );
     // The webhook keeps its own CA (dns/tests/webhook_tls_provision.rs runs it as rendered).
     assert!(args_of(webhook_container(&docs)).contains(&"--tls-secret=causeway-webhook-tls"));
+    assert_state_dir_on_host(&docs);
+    // The webhook reads the one Secret it owns, by name; nobody else reads any.
+    assert_eq!(
+        secret_readers(&docs),
+        ["causeway/causeway-webhook: get causeway/causeway-webhook-tls"]
+    );
 }
 
 #[test]
@@ -194,6 +204,114 @@ fn openshift_overlay_renders_and_validates() {
             .iter()
             .any(|d| d["kind"] == "Role" && d["metadata"]["name"] == "causeway-webhook")
     );
+    // The node pod's SCC admits its hostPath volumes, the state directory among them.
+    assert_state_dir_on_host(&docs);
+    let scc = docs
+        .iter()
+        .find(|d| d["kind"] == "SecurityContextConstraints")
+        .unwrap();
+    assert_eq!(scc["allowHostDirVolumePlugin"], true);
+    assert!(
+        scc["volumes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hostPath"))
+    );
+    assert!(
+        scc["users"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("system:serviceaccount:causeway:causeway-node"))
+    );
+    // The service-ca operator writes the webhook's Secret: no service account reads any.
+    assert_eq!(secret_readers(&docs), Vec::<String>::new());
+}
+
+/// The tunnel's key stays on its node: the DaemonSet mounts the host's `/var/lib/causeway`
+/// (created if missing) writable at the tunnel's default `--state-dir`, the same path.
+fn assert_state_dir_on_host(docs: &[serde_json::Value]) {
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet" && d["metadata"]["name"] == "causeway-node")
+        .expect("the node DaemonSet");
+    let spec = &ds["spec"]["template"]["spec"];
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "state")
+        .expect("a state volume");
+    assert_eq!(
+        volume["hostPath"],
+        json!({"path": "/var/lib/causeway", "type": "DirectoryOrCreate"})
+    );
+    let tunnel = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "tunnel")
+        .expect("the tunnel container");
+    let mounts: Vec<&serde_json::Value> = tunnel["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "state")
+        .collect();
+    assert_eq!(
+        mounts,
+        [&json!({"name": "state", "mountPath": "/var/lib/causeway"})]
+    );
+}
+
+/// Every read of a Secret (get, list, watch) that the rendered RBAC grants some service
+/// account, as `namespace/account: verb namespace/name` (`*`: any name; an empty namespace:
+/// all of them), tried in the account's namespace, another one and across all, on any name
+/// and on the names Causeway uses.
+fn secret_readers(docs: &[serde_json::Value]) -> Vec<String> {
+    let accounts: Vec<(&str, &str)> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ServiceAccount")
+        .filter_map(|d| {
+            Some((
+                d["metadata"]["namespace"].as_str()?,
+                d["metadata"]["name"].as_str()?,
+            ))
+        })
+        .collect();
+    assert!(
+        accounts.contains(&("causeway", "causeway-node")),
+        "{accounts:?}"
+    );
+    let names = [
+        None,
+        Some("causeway-tunnel-key-a1"),
+        Some("causeway-remotes"),
+        Some("causeway-webhook-tls"),
+    ];
+    let mut readers = Vec::new();
+    for (namespace, account) in accounts {
+        let grants = rbac::grants(docs, namespace, account);
+        for verb in ["get", "list", "watch"] {
+            for in_namespace in [namespace, "kube-system", ""] {
+                for name in names {
+                    let access = Access {
+                        verb,
+                        group: String::new(),
+                        resource: "secrets".into(),
+                        namespace: in_namespace.into(),
+                        name: name.map(Into::into),
+                    };
+                    if rbac::check_allowed(&grants, &[access]).is_ok() {
+                        readers.push(format!(
+                            "{namespace}/{account}: {verb} {in_namespace}/{}",
+                            name.unwrap_or("*")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    readers
 }
 
 fn webhook_container(docs: &[serde_json::Value]) -> &serde_json::Value {
