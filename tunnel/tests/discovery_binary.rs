@@ -2,6 +2,7 @@
 //! directory (no API server needed) and prints the new public key; a bad configuration exits 2
 //! before anything else.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -17,15 +18,20 @@ async fn run(args: &[&str]) -> Result<std::process::Output> {
     Ok(tokio::time::timeout(Duration::from_secs(30), child).await??)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotate_subcommand_replaces_the_key() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    // The local cluster's API is never asked: this one does not exist.
-    let cfg = dir.path().join("config.yaml");
+/// A configuration whose local cluster's API does not exist: the key file needs none.
+fn config_without_api(dir: &Path) -> Result<PathBuf> {
+    let cfg = dir.join("config.yaml");
     std::fs::write(
         &cfg,
         "cluster: a\nclusters:\n  - name: a\n    podCIDRs: [\"10.128.0.0/16\"]\n    source: { kubeconfig: /nonexistent }\n",
     )?;
+    Ok(cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_subcommand_replaces_the_key() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = config_without_api(dir.path())?;
     let state = dir.path().join("state");
     let store = KeyStore::open(&state)?;
     let (before, _) = store.load_or_create()?;
@@ -60,11 +66,7 @@ async fn rotate_subcommand_replaces_the_key() -> Result<()> {
 #[tokio::test]
 async fn a_corrupt_key_file_stops_the_start_naming_it() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        "cluster: a\nclusters:\n  - name: a\n    podCIDRs: [\"10.128.0.0/16\"]\n    source: { kubeconfig: /nonexistent }\n",
-    )?;
+    let cfg = config_without_api(dir.path())?;
     let state = dir.path().join("state");
     let key_file = state.join("wireguard.key");
     std::fs::create_dir(&state)?;

@@ -74,7 +74,6 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
     )?;
 
     let state = dir.path().join("state-a1");
-    let tunnel = spawn_tunnel(&ns, &cfg, &state)?;
     let status = || {
         ns.exec(
             "curl",
@@ -82,14 +81,11 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
         )
         .unwrap_or_default()
     };
-    let ready = wait_for(
+    let tunnel = wait_running(
+        spawn_tunnel(&ns, &cfg, &state)?,
         "the tunnel to peer with b1",
-        Duration::from_secs(30),
         || status().contains(&key_b1),
-    );
-    if let Err(e) = ready {
-        bail!("{e}: {}", tunnel.kill_for_stderr());
-    }
+    )?;
     let doc: serde_json::Value = serde_json::from_str(&status())?;
     assert_eq!(doc["backend"], "userspace");
     assert_eq!(doc["interface"], "causeway0");
@@ -156,15 +152,11 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
     );
 
     // A restart on the same state directory is the same node: the same key, published again.
-    let tunnel = spawn_tunnel(&ns, &cfg, &state)?;
-    let again = wait_for(
-        "the restarted tunnel's status",
-        Duration::from_secs(30),
+    let tunnel = wait_running(
+        spawn_tunnel(&ns, &cfg, &state)?,
+        "the restarted tunnel to peer with b1",
         || status().contains(&key_b1),
-    );
-    if let Err(e) = again {
-        bail!("{e}: {}", tunnel.kill_for_stderr());
-    }
+    )?;
     let doc: serde_json::Value = serde_json::from_str(&status())?;
     assert_eq!(
         doc["publicKey"], first_key,
@@ -175,21 +167,17 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
 
     // Another state directory (another node's disk, or a reset): a new key, published.
     let other = dir.path().join("state-other");
-    let tunnel = spawn_tunnel(&ns, &cfg, &other)?;
     let new_key = KeyStore::open(&other)?;
-    let republished =
-        wait_for(
+    let tunnel =
+        wait_running(
+            spawn_tunnel(&ns, &cfg, &other)?,
             "the new key in the TunnelEndpoint",
-            Duration::from_secs(30),
             || {
                 new_key.read().ok().flatten().is_some_and(|k| {
                     published(&server) == Some(k.key.public_key().to_base64().into())
                 })
             },
-        );
-    if let Err(e) = republished {
-        bail!("{e}: {}", tunnel.kill_for_stderr());
-    }
+        )?;
     assert_ne!(published(&server), Some(first_key), "a different key");
     stop(tunnel)?;
     Ok(())
@@ -210,6 +198,14 @@ fn spawn_tunnel(ns: &Netns, cfg: &Path, state: &Path) -> Result<ChildGuard> {
             "--userspace",
         ],
     )
+}
+
+/// Waits up to 30 s for `f` while `tunnel` runs; on a timeout, kills it and adds its logs.
+fn wait_running(tunnel: ChildGuard, what: &str, f: impl FnMut() -> bool) -> Result<ChildGuard> {
+    match wait_for(what, Duration::from_secs(30), f) {
+        Ok(()) => Ok(tunnel),
+        Err(e) => bail!("{e}: {}", tunnel.kill_for_stderr()),
+    }
 }
 
 /// SIGTERM and a clean exit within 10 s; returns the logs.
