@@ -30,7 +30,7 @@ fn validate(dir: &str, rendered: &str) -> String {
         .args(["-k", "1.33.0", "--strict"])
         .arg(file.path())
         .output()
-        .expect("kubernetes-validate is needed (pip install kubernetes-validate; tests/install-deps.sh does it)");
+        .expect("kubernetes-validate is needed (tests/install-deps.sh installs it in a virtualenv)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
