@@ -277,12 +277,14 @@ parse_opts() {
 }
 
 boot() {   # boot run|shell
-    local mode=$1 kernel rundir ov s i=0 cwd=/ v rc qrc log=$CACHE/last-run.log
+    local mode=$1 kernel rundir ov s i=0 cwd=/ v rc qrc log
     kernel=$CACHE/out/vmlinux; [[ -f $kernel ]] || kernel=$CACHE/out/vmlinuz
     rundir=$(mktemp -d "${TMPDIR:-/tmp}/causeway-vm.XXXXXX")
     # shellcheck disable=SC2064
     trap "rm -rf '$rundir'" EXIT
     ov=$rundir/ov/etc/vm; mkdir -p "$ov"
+    # Each run reads its own console log: runs may go on side by side.
+    log=$rundir/console.log
     local q=(-nodefaults -no-user-config -display none -no-reboot -m "$MEM" -smp 2
              -kernel "$kernel" -initrd "$rundir/initrd.img"
              -append "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic random.trust_cpu=on cryptomgr.notests=1 mitigations=off tsc=reliable no_timer_check")
@@ -320,11 +322,12 @@ boot() {   # boot run|shell
         else cat; fi
     qrc=${PIPESTATUS[0]}
     set -e
+    cp "$log" "$CACHE/last-run.log.$$" && mv -f "$CACHE/last-run.log.$$" "$CACHE/last-run.log"
     if [[ $qrc == 124 || $qrc == 137 ]]; then say "the guest ran out of its ${TIMEOUT} s"; return 124; fi
     rc=$(grep -a '^CAUSEWAY_VM_EXIT=' "$log" | tail -1 | cut -d= -f2)
     if [[ -z $rc ]]; then
         say "the guest printed no exit status (crashed? qemu exited $qrc); its last lines:"
-        tail -n 25 "$log" >&2
+        tail -n 25 "$log" >&2 || true
         return 125
     fi
     return "$rc"
