@@ -719,6 +719,9 @@ impl Inner {
             }
         }
         self.metrics.peers.observe(&health, &previous.peers);
+        if let Some(stats) = self.parts.backend.datapath_stats() {
+            self.metrics.peers.observe_datapath(&stats, &health);
+        }
         // A peer going down or coming back can move service CIDRs: plan again.
         let peer_up: BTreeMap<PublicKey, bool> = health
             .iter()
