@@ -9,7 +9,7 @@ pkgs=(
   openvswitch-switch
   ipvsadm nsd dnsperf
   qemu-system-x86 busybox-static cpio kmod
-  python3-pip
+  python3-venv
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,5 +22,15 @@ fi
 # OVS must not run as a system service here: tests start their own daemons in namespaces.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop openvswitch-switch >/dev/null 2>&1 || true; fi
 command -v kubectl >/dev/null 2>&1 || apt-get install -y -qq kubernetes-client >/dev/null
-command -v kubernetes-validate >/dev/null 2>&1 || pip install -q kubernetes-validate
+# PyPI tools go into a virtualenv of their own (Debian refuses system-wide pip, PEP 668);
+# their commands are linked into /usr/local/bin.
+venv=${CAUSEWAY_TOOLS_VENV:-/opt/causeway-tools}
+if [[ ! -x $venv/bin/kubernetes-validate ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q kubernetes-validate
+fi
+ln -sf "$venv/bin/kubernetes-validate" /usr/local/bin/kubernetes-validate
+# The kernel-VM tests boot Debian's stock kernel, fetched with `apt-get download`: build the
+# VM once here so a first test does not pay for it.
+"$(dirname "$0")/lab/kernel-vm.sh" build
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

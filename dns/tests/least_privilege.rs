@@ -11,25 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway_tests::apiserver::TestApiServer;
+use causeway_tests::manifests::render;
 use causeway_tests::rbac::{self, Access};
 use common::free_port;
-
-fn render(dir: &str) -> Vec<serde_json::Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../manifests")
-        .join(dir);
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(&dir)
-        .output()
-        .expect("kubectl renders the manifests (tests/install-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
-}
 
 fn accesses(api: &TestApiServer) -> Vec<Access> {
     api.requests()

@@ -1,6 +1,6 @@
 //! The IPVS client's requests against the bytes `ipvsadm` sends, captured with strace
-//! in the kernel VM (`data/netlink-fixtures.txt`, a copy of
-//! `shared/lab/netlink-fixtures.txt` written by `kernel-vm.sh selftest`).
+//! in the kernel VM (`data/netlink-fixtures.txt`: `strace -e trace=sendmsg -e write=all -xx
+//! ipvsadm ...` inside `tests/lab/kernel-vm.sh`).
 //!
 //! Every IPVS message in the file must (1) decode and re-encode to the same bytes and
 //! (2) be matched by what our request builders send for the same operation. ipvsadm

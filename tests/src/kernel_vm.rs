@@ -1,8 +1,8 @@
 //! Running one test inside Debian's stock kernel, for the kernel features this host lacks
 //! (IPVS, WireGuard, the Open vSwitch datapath).
 //!
-//! `shared/lab/kernel-vm.sh` (beside the repository; `CAUSEWAY_KERNEL_VM_SCRIPT` overrides
-//! the path) boots that kernel under QEMU, shares the directory of the running test binary
+//! `tests/lab/kernel-vm.sh` (`CAUSEWAY_KERNEL_VM_SCRIPT` overrides the path) boots that
+//! kernel under QEMU, shares the directory of the running test binary
 //! over 9p and runs one test of that very binary inside with `CAUSEWAY_KERNEL_VM=1`. The
 //! test calls [`inside`] to know which side it is on: inside it does the real work and then
 //! [`report_ok`]; on the host it calls [`run`]. The host side passes only if the guest run
@@ -40,7 +40,7 @@ pub fn report_ok() {
 /// output; panics unless the guest run passed and reported this run's nonce.
 pub fn run(test: &str, guest_timeout_secs: u32, script_env: &[(&str, &str)]) {
     let script = std::env::var_os("CAUSEWAY_KERNEL_VM_SCRIPT").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/lab/kernel-vm.sh"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/kernel-vm.sh"),
         PathBuf::from,
     );
     assert!(

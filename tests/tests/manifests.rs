@@ -3,29 +3,12 @@
 //! configuration they ship is accepted by our own config loader. The tunnels' private keys
 //! stay on their nodes: no service account may read Secrets but the webhook its own.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use causeway_tests::manifests::render_text as render;
 use causeway_tests::rbac::{self, Access};
 use serde_json::json;
-
-fn manifests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
-}
-
-fn render(dir: &str) -> String {
-    let out = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(manifests().join(dir))
-        .output()
-        .expect("kubectl is needed to render the manifests (tests/install-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn validate(dir: &str, rendered: &str) -> String {
     let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -34,7 +17,9 @@ fn validate(dir: &str, rendered: &str) -> String {
         .args(["-k", "1.33.0", "--strict"])
         .arg(file.path())
         .output()
-        .expect("kubernetes-validate is needed (pip install kubernetes-validate; tests/install-deps.sh does it)");
+        .expect(
+            "kubernetes-validate is needed (tests/install-deps.sh installs it in a virtualenv)",
+        );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -181,6 +181,10 @@ pub struct PeerMetrics {
     tx: Family<PeerLabels, Gauge>,
     peers: Gauge,
     peers_down: Gauge,
+    path_mtu: Family<PeerLabels, Gauge>,
+    oversize_trains: Gauge,
+    send_errors: Gauge,
+    mtu_too_large: Gauge,
 }
 
 impl PeerMetrics {
@@ -212,7 +216,53 @@ impl PeerMetrics {
             "Peers reported down",
             m.peers_down.clone(),
         );
+        reg.register(
+            "causeway_tunnel_peer_path_mtu_bytes",
+            "Path MTU towards the peer's endpoint, as the kernel knows it (userspace data path)",
+            m.path_mtu.clone(),
+        );
+        reg.register(
+            "causeway_tunnel_oversize_gso_trains",
+            "GSO trains refused as too large for the path and resent datagram by datagram (cumulative)",
+            m.oversize_trains.clone(),
+        );
+        reg.register(
+            "causeway_tunnel_send_errors",
+            "Datagrams the kernel refused to send (cumulative)",
+            m.send_errors.clone(),
+        );
+        reg.register(
+            "causeway_tunnel_peers_mtu_too_large",
+            "Peers whose path carries less than the tunnel MTU plus overhead (fragmented)",
+            m.mtu_too_large.clone(),
+        );
         m
+    }
+
+    /// Sets the data-path gauges; `health` maps public keys to peer labels.
+    pub fn observe_datapath(&self, stats: &crate::wg::DatapathStats, health: &[PeerHealth]) {
+        self.oversize_trains.set(stats.oversize_trains as i64);
+        self.send_errors.set(stats.send_errors as i64);
+        self.mtu_too_large.set(stats.mtu_too_large_peers as i64);
+        for p in health {
+            let l = PeerLabels {
+                cluster: p.cluster.clone(),
+                node: p.node.clone(),
+            };
+            let mtu = p
+                .public_key
+                .parse::<crate::wg::PublicKey>()
+                .ok()
+                .and_then(|k| stats.path_mtu.get(&k));
+            match mtu {
+                Some(m) => {
+                    self.path_mtu.get_or_create(&l).set(i64::from(*m));
+                }
+                None => {
+                    self.path_mtu.remove(&l);
+                }
+            }
+        }
     }
 
     /// Sets every gauge from `health`; peers that are gone lose their series.
@@ -231,6 +281,7 @@ impl PeerMetrics {
             self.handshake_age.remove(&l);
             self.rx.remove(&l);
             self.tx.remove(&l);
+            self.path_mtu.remove(&l);
         }
         for p in health {
             let l = labels(p);

@@ -19,4 +19,5 @@ pub mod publish;
 pub mod reconcile;
 pub mod routes;
 pub mod steering;
+pub mod subnets;
 pub mod wg;

@@ -73,6 +73,11 @@ fn host_port(host: &str, port: u16) -> String {
 impl Publisher {
     /// `pod_name` is the tunnel's own pod (labelled for the Service's selector); `None` skips
     /// the label (tests, or a tunnel outside a pod with `address` mode).
+    /// The local cluster's client.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     pub fn new(
         client: Client,
         namespace: &str,

@@ -33,6 +33,7 @@ use crate::plan::{self, LocalNode, PeerLabel, PlanInput, RemoteCluster, RemoteVi
 use crate::publish::{Publication, Publisher};
 use crate::routes::{RouteTable, RoutesError};
 use crate::steering::{Outcome, Steering, SteeringError, Switch};
+use crate::subnets;
 use crate::wg::{DeviceConfig, PeerConfig, PrivateKey, PublicKey, WgBackend, WgError};
 
 /// Errors of one sync.
@@ -190,6 +191,11 @@ struct Inner {
     metrics: LoopMetrics,
     steering: Option<Steering>,
     mss: MssClamp,
+    /// What the CNI sources say about this node's subnets (`tunnel.nodeSubnets`), when the
+    /// node publishes itself; `None`: only `Node.spec.podCIDRs` is read.
+    subnets: Option<watch::Receiver<subnets::Observed>>,
+    /// The last subnet choice, logged when it changes.
+    subnet_choice: Mutex<Option<subnets::Choice>>,
 }
 
 /// A running tunnel control plane.
@@ -226,6 +232,16 @@ impl Agent {
         let mss = MssClamp::new(parts.nft.clone());
         let (trigger, _) = watch::channel(0);
         let (key_changed, _) = watch::channel(key.public_key());
+        let mut tasks = Vec::new();
+        let source = config.tunnel.node_subnets;
+        let subnets = match &publisher {
+            Some(p) if source != subnets::NodeSubnetSource::NodeSpec => {
+                let (rx, t) = subnets::watch::spawn(p.client(), &id.node, source);
+                tasks.extend(t);
+                Some(rx)
+            }
+            _ => None,
+        };
         let inner = Arc::new(Inner {
             metrics: LoopMetrics::register(registry),
             config,
@@ -247,8 +263,18 @@ impl Agent {
             status: ArcSwap::from_pointee(StatusReport::default()),
             steering,
             mss,
+            subnets,
+            subnet_choice: Mutex::default(),
         });
-        let mut tasks = Vec::new();
+        if let Some(mut rx) = inner.subnets.clone() {
+            let weak = Arc::downgrade(&inner);
+            tasks.push(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let Some(i) = weak.upgrade() else { return };
+                    i.trigger.send_modify(|g| *g += 1);
+                }
+            }));
+        }
         // Catalog changes mark the loop dirty.
         let mut changes = inner.catalog.subscribe();
         let weak = Arc::downgrade(&inner);
@@ -573,10 +599,10 @@ impl Inner {
                 cluster: cfg.local_cluster.clone(),
                 node: self.id.node.clone(),
                 public_key: key.public_key(),
-                pod_cidrs: node
-                    .as_ref()
-                    .map(|n| n.pod_cidrs.clone())
-                    .unwrap_or_else(|| cfg.local().pod_cidrs.clone()),
+                pod_cidrs: match &node {
+                    Some(n) => self.node_subnets(n),
+                    None => cfg.local().pod_cidrs.clone(),
+                },
                 addresses: interfaces
                     .iter()
                     .flat_map(|i| i.addresses.iter().copied())
@@ -693,6 +719,9 @@ impl Inner {
             }
         }
         self.metrics.peers.observe(&health, &previous.peers);
+        if let Some(stats) = self.parts.backend.datapath_stats() {
+            self.metrics.peers.observe_datapath(&stats, &health);
+        }
         // A peer going down or coming back can move service CIDRs: plan again.
         let peer_up: BTreeMap<PublicKey, bool> = health
             .iter()
@@ -758,16 +787,43 @@ impl Inner {
                 endpoint: None,
                 pod_cidrs: node
                     .as_ref()
-                    .map(|n| n.pod_cidrs.clone())
+                    .map(|n| self.node_subnets(n))
                     .unwrap_or_default(),
             },
             node.map(|n| n.addresses.clone()).unwrap_or_default(),
         )
     }
 
+    /// This node's pod subnets, from the source `tunnel.nodeSubnets` names.
+    fn node_subnets(&self, node: &causeway_shared::model::Node) -> Vec<IpNet> {
+        let observed = self
+            .subnets
+            .as_ref()
+            .map(|rx| rx.borrow().clone())
+            .unwrap_or_default();
+        let choice = subnets::choose(self.config.tunnel.node_subnets, &observed, &node.pod_cidrs);
+        let mut last = self.subnet_choice.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() != Some(&choice) {
+            for p in &choice.problems {
+                tracing::warn!(error = %p, "cannot read the node's subnets from this source");
+            }
+            if choice.subnets.is_empty() {
+                tracing::warn!(
+                    source = %self.config.tunnel.node_subnets,
+                    "no pod subnets found for this node; remote clusters cannot reach its pods"
+                );
+            } else {
+                tracing::info!(subnets = %choice, "node pod subnets");
+            }
+            *last = Some(choice.clone());
+        }
+        choice.subnets
+    }
+
     async fn publish_loop(&self) {
         let Some(p) = &self.publisher else { return };
         let mut key_rx = self.key_changed.subscribe();
+        let mut subnets_rx = self.subnets.clone();
         let mut catalog_rx = self.catalog.subscribe();
         let mut prepared = false;
         let mut last: Option<Publication> = None;
@@ -814,6 +870,10 @@ impl Inner {
                 _ = tokio::time::sleep(self.timing.publish_every) => {}
                 r = key_rx.changed() => if r.is_err() { return },
                 r = catalog_rx.changed() => if r.is_err() { return },
+                Some(r) = async { match subnets_rx.as_mut() {
+                    Some(rx) => Some(rx.changed().await),
+                    None => std::future::pending().await,
+                } } => if r.is_err() { return },
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The steering flows on Open vSwitch's KERNEL datapath. This host's kernel has no openvswitch
-//! module, so the test boots Debian's stock kernel with `shared/lab/kernel-vm.sh` (KVM_OVS=1,
-//! the default) and runs itself inside: on the host (`CAUSEWAY_KERNEL_VM` unset) it launches
+//! module, so the test boots Debian's stock kernel with `tests/lab/kernel-vm.sh` and runs
+//! itself inside: on the host (`CAUSEWAY_KERNEL_VM` unset) it launches
 //! the VM with this test binary shared over 9p and asserts the run inside succeeded; inside
 //! (`CAUSEWAY_KERNEL_VM=1`) it starts our own ovsdb-server/ovs-vswitchd with
 //! `datapath_type=system`, installs the flows through [`OvsCli`], pings through them, restarts
@@ -34,7 +34,7 @@ fn kernel_datapath_steering() -> Result<()> {
         inside_vm()?;
         kernel_vm::report_ok();
     } else {
-        kernel_vm::run(TEST, 600, &[("KVM_OVS", "1")]);
+        kernel_vm::run(TEST, 600, &[]);
     }
     Ok(())
 }

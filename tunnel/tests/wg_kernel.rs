@@ -2,7 +2,7 @@
 //! the fake and the userspace backend run too.
 //!
 //! This host's kernel has no WireGuard module, so the test runs itself inside a QEMU VM booting
-//! Debian's stock kernel (`shared/lab/kernel-vm.sh`, beside the repository): on the host
+//! Debian's stock kernel (`tests/lab/kernel-vm.sh`): on the host
 //! (`CAUSEWAY_KERNEL_VM` unset) it boots the VM with this very test binary shared over 9p and
 //! asserts that the run inside succeeded; inside (`CAUSEWAY_KERNEL_VM=1`) it does the real work.
 //! Set `CAUSEWAY_KERNEL_VM_SCRIPT` to use another copy of the script.

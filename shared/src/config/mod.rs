@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::dns::{DnsConfig, Upstreams};
 pub use self::proxy::{NftWriter, ProxyBackend, ProxyConfig};
-pub use self::tunnel::{EndpointMode, StaticPeer, SteeringMode, TunnelConfig};
+pub use self::tunnel::{EndpointMode, NodeSubnetSource, StaticPeer, SteeringMode, TunnelConfig};
 pub use duration::{ConfigDuration, parse_duration};
 
 /// The file as written (after serde, before validation).

@@ -28,6 +28,39 @@ pub enum SteeringMode {
     None,
 }
 
+/// Where the node's pod subnets are read from (each CNI keeps them elsewhere).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NodeSubnetSource {
+    /// The first of the sources below that has subnets for the node.
+    #[default]
+    Auto,
+    /// `Node.spec.podCIDRs` (kube-controller-manager's allocation: Flannel, kindnet, Cilium
+    /// with Kubernetes IPAM).
+    NodeSpec,
+    /// OpenShift SDN's `HostSubnet`.
+    HostSubnet,
+    /// OVN-Kubernetes' Node annotation `k8s.ovn.org/node-subnets`.
+    OvnAnnotation,
+    /// Cilium's `CiliumNode` (cluster-pool and multi-pool IPAM).
+    CiliumNode,
+    /// Calico's `BlockAffinity` objects (Calico IPAM; several blocks per node).
+    CalicoBlocks,
+}
+
+impl std::fmt::Display for NodeSubnetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::NodeSpec => "nodeSpec",
+            Self::HostSubnet => "hostSubnet",
+            Self::OvnAnnotation => "ovnAnnotation",
+            Self::CiliumNode => "ciliumNode",
+            Self::CalicoBlocks => "calicoBlocks",
+        })
+    }
+}
+
 /// A peer outside Kubernetes (a VM, an edge site).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -62,6 +95,8 @@ pub struct TunnelConfig {
     pub ovs_port: Option<String>,
     /// Generate a new key pair this often (0: only with `causeway-tunnel rotate`).
     pub rotate_interval: ConfigDuration,
+    /// Where this node's pod subnets are read from; published in its TunnelEndpoint.
+    pub node_subnets: NodeSubnetSource,
 }
 
 impl Default for TunnelConfig {
@@ -79,6 +114,7 @@ impl Default for TunnelConfig {
             ovs_bridge: "br0".into(),
             ovs_port: None,
             rotate_interval: ConfigDuration::secs(0),
+            node_subnets: NodeSubnetSource::Auto,
         }
     }
 }

@@ -25,6 +25,7 @@ use ipnet::IpNet;
 
 pub use diff::{PeerDiff, diff_peers};
 pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
+pub use userspace::DatapathStats;
 
 /// Default UDP port of WireGuard.
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
@@ -124,6 +125,10 @@ pub trait WgBackend: Send + Sync {
     async fn configure(&self, config: &DeviceConfig) -> Result<(), WgError>;
     /// The peers as they are now, sorted by public key.
     async fn peers(&self) -> Result<Vec<PeerStatus>, WgError>;
+    /// Send refusals and path MTUs, where the data path is ours (the kernel's counts its own).
+    fn datapath_stats(&self) -> Option<DatapathStats> {
+        None
+    }
 }
 
 /// Options of [`open`].

@@ -233,3 +233,14 @@ impl RunningAgent {
         agent.shutdown().await;
     }
 }
+
+/// Parts with fakes for everything but the given WireGuard device.
+pub fn fake_parts(wg: &Arc<causeway_tunnel::fakewg::FakeWg>) -> Parts {
+    Parts {
+        backend: wg.clone(),
+        routes: Arc::new(causeway_tunnel::routes::FakeRoutes::default()),
+        nft: Arc::new(causeway_tunnel::mss::FakeNft::default()),
+        switch: None,
+        host: Arc::new(causeway_tunnel::host::StaticHost::default()),
+    }
+}

@@ -27,6 +27,7 @@ use socket2::Socket;
 use super::allowed_ips::AllowedIps;
 use super::offload::{self, Gro, VNET_HDR_LEN, VnetHdr};
 use super::peer::Peer;
+use super::stats::{Counters, GsoLimits};
 use super::sys::{self, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, RecvBatch, SendMsg};
 use super::tun::TunQueue;
 use crate::wg::PublicKey;
@@ -80,14 +81,19 @@ pub(crate) struct Shared {
     state: RwLock<State>,
     pub tun: Vec<TunQueue>,
     pub stop: AtomicBool,
+    /// The device's MTU (what one inner packet may be).
+    pub mtu: u32,
+    pub counters: Counters,
 }
 
 impl Shared {
-    pub fn new(tun: Vec<TunQueue>) -> Self {
+    pub fn new(tun: Vec<TunQueue>, mtu: u32) -> Self {
         Self {
             state: RwLock::new(State::default()),
             tun,
             stop: AtomicBool::new(false),
+            mtu,
+            counters: Counters::default(),
         }
     }
 
@@ -108,18 +114,25 @@ impl Shared {
     }
 }
 
-/// Sends one datagram, counting it for the peer.
-pub(crate) fn send_one(sock: &Socket, peer: &Peer, dst: SocketAddr, data: &[u8]) {
-    match sys::send_batch(
+/// Sends one datagram, counting it for the peer (or the error).
+pub(crate) fn send_one(
+    sock: &Socket,
+    counters: &Counters,
+    peer: &Peer,
+    dst: SocketAddr,
+    data: &[u8],
+) {
+    let failed = sys::send_batch(
         sock,
         &[SendMsg {
             dst,
             data,
             segment: 0,
         }],
-    ) {
-        Ok(()) => peer.sent(data.len()),
-        Err(e) => tracing::trace!(error = %e, %dst, "send failed"),
+    );
+    match failed.first() {
+        None => peer.sent(data.len()),
+        Some((_, e)) => counters.send_error(dst, e),
     }
 }
 
@@ -143,6 +156,8 @@ struct SendBatch {
     runs: Vec<Run>,
     /// UDP GSO works here (cleared at the first refusal).
     gso: bool,
+    /// Train sizes destinations refused as too large for their path.
+    limits: GsoLimits,
 }
 
 impl SendBatch {
@@ -152,6 +167,7 @@ impl SendBatch {
             cursor: 0,
             runs: Vec::with_capacity(256),
             gso: true,
+            limits: GsoLimits::default(),
         }
     }
 
@@ -194,6 +210,7 @@ impl SendBatch {
                     && written <= r.segment
                     && r.count < MAX_GSO_SEGMENTS
                     && r.end - r.start + written <= MAX_GSO_BYTES
+                    && self.limits.allows(dst, r.segment)
             });
         if joins {
             let r = self.runs.last_mut().expect("checked above");
@@ -213,8 +230,10 @@ impl SendBatch {
         }
     }
 
-    /// Sends every run with as few `sendmmsg` calls as possible and empties the batch.
-    fn send(&mut self, sock: &Socket) {
+    /// Sends every run with as few `sendmmsg` calls as possible and empties the batch. A train
+    /// the kernel refuses as too large for the path (EMSGSIZE), or because it has no UDP GSO, is
+    /// resent datagram by datagram; other refusals are counted.
+    fn send(&mut self, sock: &Socket, counters: &Counters) {
         if self.runs.is_empty() {
             self.cursor = 0;
             return;
@@ -233,32 +252,40 @@ impl SendBatch {
                 },
             })
             .collect();
-        match sys::send_batch(sock, &msgs) {
-            Ok(()) => {}
-            Err(e)
-                if self.gso
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT)
-                    ) =>
-            {
-                // No UDP GSO here (old kernel, or a device that refuses it): send singly from now on.
-                tracing::info!(error = %e, "udp gso unavailable, sending datagrams singly");
-                self.gso = false;
-                let singles: Vec<SendMsg<'_>> = self
-                    .runs
-                    .iter()
-                    .flat_map(|r| {
-                        arena[r.start..r.end].chunks(r.segment).map(|c| SendMsg {
-                            dst: r.dst,
-                            data: c,
-                            segment: 0,
-                        })
-                    })
-                    .collect();
-                let _ = sys::send_batch(sock, &singles);
+        let mut resend = Vec::new();
+        for (i, e) in sys::send_batch(sock, &msgs) {
+            let r = &self.runs[i];
+            let train = r.count > 1;
+            match e.raw_os_error() {
+                Some(libc::EMSGSIZE) if train => {
+                    counters.oversize_train(r.dst, r.segment);
+                    self.limits.refuse(r.dst, r.segment);
+                    resend.push(i);
+                }
+                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT) if train && self.gso => {
+                    // No UDP GSO here (old kernel, or a device that refuses it): singly from now on.
+                    tracing::info!(error = %e, "udp gso unavailable, sending datagrams singly");
+                    self.gso = false;
+                    resend.push(i);
+                }
+                _ => counters.send_error(r.dst, &e),
             }
-            Err(e) => tracing::trace!(error = %e, "sendmmsg"),
+        }
+        if !resend.is_empty() {
+            let singles: Vec<SendMsg<'_>> = resend
+                .iter()
+                .map(|&i| &self.runs[i])
+                .flat_map(|r| {
+                    arena[r.start..r.end].chunks(r.segment).map(|c| SendMsg {
+                        dst: r.dst,
+                        data: c,
+                        segment: 0,
+                    })
+                })
+                .collect();
+            for (i, e) in sys::send_batch(sock, &singles) {
+                counters.send_error(singles[i].dst, &e);
+            }
         }
         for r in &self.runs {
             r.peer.sent(r.end - r.start);
@@ -331,7 +358,7 @@ fn outbound_plain(shared: &Shared, queue: usize) {
                 batch.encrypt(&state, &pkt[..len]);
             }
         }
-        batch.send(&sock);
+        batch.send(&sock, &shared.counters);
     }
 }
 
@@ -371,14 +398,14 @@ fn outbound_offload(shared: &Shared, queue: usize) {
             let segments = offload::segment_count(&hdr, pkt.len());
             let need = pkt.len() + segments * (usize::from(hdr.csum_start) + 60 + ENCRYPT_SLACK);
             if batch.room() < need {
-                batch.send(&sock);
+                batch.send(&sock, &shared.counters);
             }
             let state = shared.read();
             if let Err(e) = offload::split(&hdr, pkt, &mut scratch, |p| batch.encrypt(&state, p)) {
                 tracing::debug!(error = %e, "tun packet dropped");
             }
         }
-        batch.send(&sock);
+        batch.send(&sock, &shared.counters);
     }
 }
 
@@ -416,7 +443,15 @@ pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBo
             let mut deliver = |pkt: &[u8]| gro.push(pkt, &mut write_vnet);
             for (src, data, segment) in batch.messages() {
                 for datagram in data.chunks(segment) {
-                    handle_datagram(&state, &sock, src, datagram, &mut out, &mut deliver);
+                    handle_datagram(
+                        &state,
+                        &sock,
+                        &shared.counters,
+                        src,
+                        datagram,
+                        &mut out,
+                        &mut deliver,
+                    );
                 }
             }
             gro.flush(&mut write_vnet);
@@ -426,7 +461,15 @@ pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBo
             };
             for (src, data, segment) in batch.messages() {
                 for datagram in data.chunks(segment) {
-                    handle_datagram(&state, &sock, src, datagram, &mut out, &mut deliver);
+                    handle_datagram(
+                        &state,
+                        &sock,
+                        &shared.counters,
+                        src,
+                        datagram,
+                        &mut out,
+                        &mut deliver,
+                    );
                 }
             }
         }
@@ -437,9 +480,11 @@ pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBo
 const GRO_FLOWS: usize = 8;
 
 /// Handles one datagram; decrypted packets whose source the peer may use go to `deliver`.
+#[allow(clippy::too_many_arguments)]
 fn handle_datagram(
     state: &State,
     sock: &Socket,
+    counters: &Counters,
     src: SocketAddr,
     datagram: &[u8],
     out: &mut [u8],
@@ -475,14 +520,16 @@ fn handle_datagram(
                         })
                 }
                 Err(TunnResult::WriteToNetwork(reply)) => {
-                    let _ = sys::send_batch(
+                    for (_, e) in sys::send_batch(
                         sock,
                         &[SendMsg {
                             dst: src,
                             data: reply,
                             segment: 0,
                         }],
-                    );
+                    ) {
+                        counters.send_error(src, &e);
+                    }
                     return;
                 }
                 _ => return,
@@ -514,10 +561,10 @@ fn handle_datagram(
             }
         }
         TunnResult::WriteToNetwork(reply) => {
-            send_one(sock, peer, src, reply);
+            send_one(sock, counters, peer, src, reply);
             // A completed handshake releases the packets queued while it ran.
             while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], out) {
-                send_one(sock, peer, src, queued);
+                send_one(sock, counters, peer, src, queued);
             }
         }
         TunnResult::Done => {}

@@ -8,6 +8,7 @@ mod allowed_ips;
 mod device;
 mod offload;
 mod peer;
+mod stats;
 mod sys;
 mod timers;
 mod tun;
@@ -22,6 +23,7 @@ use boringtun::x25519;
 pub use allowed_ips::AllowedIps;
 use device::{HANDSHAKE_RATE_LIMIT, Keys, POLL, Shared};
 use peer::Peer;
+pub use stats::DatapathStats;
 use tun::TunQueue;
 
 use super::link::{self, LinkError};
@@ -179,7 +181,7 @@ impl UserspaceWg {
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 })?;
         link::up(&rt, index, &opts.interface, opts.mtu).await?;
-        let shared = Arc::new(Shared::new(queues));
+        let shared = Arc::new(Shared::new(queues, opts.mtu));
         let mut workers = Vec::new();
         for queue in 0..threads {
             let s = Arc::clone(&shared);
@@ -199,6 +201,11 @@ impl UserspaceWg {
             netns,
             next_index: Mutex::new(start & 0x00ff_ffff),
         })
+    }
+
+    /// Send refusals and the probed path MTU per peer.
+    pub fn datapath_stats(&self) -> DatapathStats {
+        self.shared.counters.snapshot()
     }
 
     /// The bound UDP port (useful with `listen_port: 0`), once configured.
@@ -330,7 +337,7 @@ impl UserspaceWg {
         let sock = state.send.clone();
         drop(state);
         if let Some(sock) = sock {
-            initiate(&sock, &added);
+            initiate(&sock, &self.shared.counters, &added);
         }
         Ok(())
     }
@@ -340,7 +347,7 @@ impl UserspaceWg {
 /// After a restart the peer still holds a session we have forgotten: its packets name an index
 /// we no longer know and are dropped until one side handshakes again, which the peer would do
 /// only after its own timeouts (about 15 s). Initiating here makes that a round trip.
-fn initiate(sock: &socket2::Socket, peers: &[Arc<Peer>]) {
+fn initiate(sock: &socket2::Socket, counters: &stats::Counters, peers: &[Arc<Peer>]) {
     let mut buf = [0u8; 256];
     for peer in peers {
         let Some(dst) = peer.endpoint() else { continue };
@@ -348,7 +355,7 @@ fn initiate(sock: &socket2::Socket, peers: &[Arc<Peer>]) {
         if let boringtun::noise::TunnResult::WriteToNetwork(init) =
             tunn.format_handshake_initiation(&mut buf, false)
         {
-            device::send_one(sock, peer, dst, init);
+            device::send_one(sock, counters, peer, dst, init);
         }
     }
 }
@@ -357,6 +364,10 @@ fn initiate(sock: &socket2::Socket, peers: &[Arc<Peer>]) {
 impl WgBackend for UserspaceWg {
     fn kind(&self) -> BackendKind {
         BackendKind::Userspace
+    }
+
+    fn datapath_stats(&self) -> Option<DatapathStats> {
+        Some(self.shared.counters.snapshot())
     }
 
     fn interface(&self) -> &str {

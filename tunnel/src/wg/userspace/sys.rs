@@ -220,10 +220,10 @@ pub struct SendMsg<'a> {
 }
 
 /// Sends all messages with as few `sendmmsg` calls as possible. A message the kernel refuses is
-/// skipped; the first error is returned after the rest were tried.
-pub fn send_batch(sock: &Socket, msgs: &[SendMsg<'_>]) -> io::Result<()> {
+/// skipped and the rest are tried; the refused ones are returned with their errors.
+pub fn send_batch(sock: &Socket, msgs: &[SendMsg<'_>]) -> Vec<(usize, io::Error)> {
     if msgs.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     let mut names: Vec<libc::sockaddr_in6> = msgs.iter().map(|m| to_sockaddr(m.dst)).collect();
     let mut iovs: Vec<libc::iovec> = msgs
@@ -255,7 +255,7 @@ pub fn send_batch(sock: &Socket, msgs: &[SendMsg<'_>]) -> io::Result<()> {
             }
         }
     }
-    let mut first_err = None;
+    let mut failed = Vec::new();
     let mut done = 0;
     while done < hdrs.len() {
         // SAFETY: hdrs[done..] point into names/iovs/ctrl and the callers' data, all alive here.
@@ -272,13 +272,53 @@ pub fn send_batch(sock: &Socket, msgs: &[SendMsg<'_>]) -> io::Result<()> {
             if err.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            first_err.get_or_insert(err);
+            failed.push((done, err));
             done += 1; // skip the message that failed
         } else {
             done += n as usize;
         }
     }
-    first_err.map_or(Ok(()), Err)
+    failed
+}
+
+/// The path MTU the kernel knows towards `dst` (the route's MTU, lowered by any ICMP "packet too
+/// big" it has seen), read from a connected UDP socket that sends nothing.
+pub fn path_mtu(dst: SocketAddr) -> io::Result<u32> {
+    let dst = match dst {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => dst,
+        },
+        v4 => v4,
+    };
+    let domain = if dst.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let sock = Socket::new(domain, Type::DGRAM, None)?;
+    sock.connect(&dst.into())?;
+    let (level, name) = if dst.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    };
+    let mut mtu: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a c_int out-parameter of the size passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&raw mut mtu).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(mtu).map_err(|_| io::Error::other("negative MTU"))
 }
 
 /// Waits until `fd` is readable or `timeout` passes.
