@@ -117,7 +117,10 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let telemetry = causeway_shared::telemetry::serve(metrics_listen, router).await?;
     tracing::info!(addr = %telemetry, "serving telemetry");
 
-    process.start_default_sources(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
+    process.start_sources(
+        args.common
+            .source_options(&[ObjectKind::Service, ObjectKind::EndpointSlice]),
+    );
     tokio::spawn(index_builder::run(
         process.catalog.clone(),
         process.config.clone(),

@@ -105,7 +105,10 @@ async fn main() -> Result<()> {
     );
 
     let process = Process::new(config);
-    process.start_default_sources(&[ObjectKind::Node, ObjectKind::TunnelEndpoint]);
+    process.start_sources(
+        args.common
+            .source_options(&[ObjectKind::Node, ObjectKind::TunnelEndpoint]),
+    );
     let agent = process.with_registry(|reg| {
         Agent::start(
             process.config.clone(),
