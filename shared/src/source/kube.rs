@@ -544,3 +544,60 @@ async fn run_changes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            pod_cidrs: vec![],
+            addresses: vec![],
+            resource_version: None,
+        }
+    }
+
+    #[test]
+    fn saved_state_counts_as_synced_until_every_kind_is_listed_again() {
+        let metrics = SourceMetrics::default();
+        let mut st = SourceState::new("b", &[ObjectKind::Service, ObjectKind::Node]);
+        st.data.upsert_node(node("saved"));
+        st.stale = true;
+        let s = st.next_status();
+        assert!(s.synced && s.stale, "{s:?}");
+
+        // Nodes are listed again: the saved nodes are replaced, services are still stale.
+        st.apply(Change::Init(ObjectKind::Node), &metrics);
+        st.apply(
+            Change::Upsert {
+                initial: true,
+                obj: Object::Node(node("fresh")),
+            },
+            &metrics,
+        );
+        assert!(st.apply(Change::InitDone(ObjectKind::Node), &metrics));
+        assert_eq!(st.data.nodes.keys().collect::<Vec<_>>(), ["fresh"]);
+        let s = st.next_status();
+        assert!(s.synced && s.stale, "{s:?}");
+        assert!(!st.all_listed());
+
+        st.apply(Change::Init(ObjectKind::Service), &metrics);
+        st.apply(Change::InitDone(ObjectKind::Service), &metrics);
+        let s = st.next_status();
+        assert!(s.synced && !s.stale, "{s:?}");
+        assert!(st.all_listed());
+    }
+
+    #[test]
+    fn without_saved_state_a_cluster_is_synced_only_once_every_kind_is_listed() {
+        let metrics = SourceMetrics::default();
+        let mut st = SourceState::new("b", &[ObjectKind::Service, ObjectKind::Node]);
+        assert!(!st.next_status().synced);
+        st.apply(Change::InitDone(ObjectKind::Node), &metrics);
+        assert!(!st.next_status().synced);
+        st.apply(Change::InitDone(ObjectKind::Service), &metrics);
+        let s = st.next_status();
+        assert!(s.synced && !s.stale, "{s:?}");
+    }
+}
