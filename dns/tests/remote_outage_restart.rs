@@ -87,7 +87,7 @@ fn restart_during_a_remote_outage_serves_the_saved_state_and_converges() {
     let (_, body) = http_get(dns.metrics, "/readyz");
     assert_eq!(cluster_state(&body, "b"), "synced", "{body}");
     let saved = state.join("cluster-b.json");
-    until("b's state file", Duration::from_secs(10), || saved.exists());
+    until("b's state file", Duration::from_secs(20), || saved.exists());
     assert!(
         !state.join("cluster-a.json").exists(),
         "the local cluster is not saved: it must be listed to be ready anyway"
@@ -160,7 +160,7 @@ spec:
     );
     until(
         "b's state file to be rewritten",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || std::fs::read_to_string(&saved).is_ok_and(|t| t.contains("198.51.100.141")),
     );
 }

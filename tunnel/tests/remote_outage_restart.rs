@@ -145,7 +145,7 @@ async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() ->
     }
     assert_eq!(state_of(&ns, "b"), "synced");
     let saved = state.join("cluster-b.json");
-    wait_for("b's state file", Duration::from_secs(10), || saved.exists())?;
+    wait_for("b's state file", Duration::from_secs(20), || saved.exists())?;
 
     // b's API goes down; the tunnel is killed without a chance to clean up and restarts.
     b.set_mode(Mode::Refuse);
@@ -204,7 +204,7 @@ async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() ->
         metrics.contains("causeway_source_stale{cluster=\"b\"} 0"),
         "{metrics}"
     );
-    wait_for("b's state file rewritten", Duration::from_secs(10), || {
+    wait_for("b's state file rewritten", Duration::from_secs(20), || {
         std::fs::read_to_string(&saved).is_ok_and(|t| t.contains(&key_b2))
     })?;
     tunnel.signal(Signal::SIGTERM)?;

@@ -50,7 +50,7 @@ impl SourceOptions {
             api_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(10),
             state_dir: None,
-            state_debounce: Duration::from_secs(1),
+            state_debounce: Duration::from_secs(5),
         }
     }
 }
