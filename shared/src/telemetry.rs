@@ -51,7 +51,8 @@ pub enum TelemetryError {
 }
 
 /// A binary's own readiness condition on top of the catalog's (causeway-dns: its answer
-/// index has been built from every cluster's data). Called on each `/readyz`.
+/// index has been built from a snapshot that met the readiness rule). Called on each
+/// `/readyz`.
 pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 #[derive(Clone)]
