@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use arc_swap::ArcSwap;
-use causeway_shared::catalog::{Catalog, ClusterView, Snapshot};
+use causeway_shared::catalog::{Catalog, ClusterView, Snapshot, SourceState};
 use causeway_shared::config::Config;
 use causeway_shared::model::{ClusterData, Service, ServiceKey};
 use tokio::time::Instant;
@@ -148,13 +148,20 @@ impl IndexBuilder {
             .is_some_and(|d| d > self.settings.drop_unreachable_after)
     }
 
-    /// When the next cluster will cross the unreachable threshold (a rebuild is due then).
+    /// When the next cluster will cross the unreachable threshold, or the first-sync wait
+    /// for a remote that is still waiting ends (a rebuild is due then).
     pub fn next_deadline(&self, snap: &Snapshot, now: Instant) -> Option<Instant> {
+        let waiting = snap
+            .clusters
+            .values()
+            .any(|v| !v.local && snap.source_state(v, now) == SourceState::Waiting);
+        let wait_end = waiting.then(|| snap.remote_wait_deadline());
         snap.clusters
             .values()
             .filter(|v| !self.dropped(v, now))
             .filter_map(|v| v.status.disconnected_since)
             .map(|t| t + self.settings.drop_unreachable_after + Duration::from_millis(1))
+            .chain(wait_end)
             .min()
     }
 
@@ -237,14 +244,21 @@ impl IndexBuilder {
             }
             self.built.insert(c.name.clone(), b);
         }
-        zones.extend(self.merged_zones(snap, now));
+        let merged = self.merged_zones(snap, now);
+        let ready = snap.ready(now) && merged.iter().all(|z| z.ready);
+        zones.extend(merged);
         // Longest apex first, so a zone nested in another wins.
         zones.sort_by_key(|z| std::cmp::Reverse(z.apex.len()));
-        Index { zones, reverse }
+        Index {
+            zones,
+            reverse,
+            ready,
+        }
     }
 
     /// The merged zone (and its alias): synced clusters that are not dropped, local first
-    /// if asked.
+    /// if asked. It answers once every cluster has synced, been dropped, or (a remote)
+    /// passed the first-sync wait.
     fn merged_zones(&mut self, snap: &Snapshot, now: Instant) -> Vec<Arc<ZoneTable>> {
         let ttl = self.settings.ttl;
         let mut members: Vec<(&ClusterView, bool)> = self
@@ -257,9 +271,11 @@ impl IndexBuilder {
         if self.settings.local_first {
             members.sort_by_key(|(v, _)| !v.local);
         }
+        // A remote past its first-sync wait no longer holds the merged zone back: it
+        // answers from the clusters that have data.
         let ready = members
             .iter()
-            .all(|(v, _)| v.status.synced || self.dropped(v, now));
+            .all(|(v, _)| snap.counts_for_readiness(v, now) || self.dropped(v, now));
         let members: Vec<&ClusterView> = members
             .iter()
             .filter(|(_, counts)| *counts)

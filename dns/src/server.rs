@@ -110,14 +110,17 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         udp_sockets.extend(sockets);
         tcp_listeners.push(tcp);
     }
-    // Ready once the served index has every zone built from listed data: the catalog
-    // alone turns ready a rebuild before the answers do.
+    // Ready once the served index was built from a snapshot that met the readiness rule:
+    // the catalog alone turns ready a rebuild before the answers do.
     let served = index.clone();
     let router = process.telemetry_router_with_ready(Arc::new(move || served.load().ready()));
     let telemetry = causeway_shared::telemetry::serve(metrics_listen, router).await?;
     tracing::info!(addr = %telemetry, "serving telemetry");
 
-    process.start_default_sources(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
+    process.start_sources(
+        args.common
+            .source_options(&[ObjectKind::Service, ObjectKind::EndpointSlice]),
+    );
     tokio::spawn(index_builder::run(
         process.catalog.clone(),
         process.config.clone(),

@@ -121,7 +121,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("proxy.metricsListen")?;
     tracing::info!(%bound, "telemetry and /ipvs listening");
-    process.start_default_sources(&[ObjectKind::Service, ObjectKind::EndpointSlice]);
+    process.start_sources(
+        args.common
+            .source_options(&[ObjectKind::Service, ObjectKind::EndpointSlice]),
+    );
     let timing = SyncTiming {
         min_interval: cfg.proxy.min_sync_interval.into(),
         full_resync_interval: cfg.proxy.full_resync_interval.into(),

@@ -3,10 +3,14 @@
 //! Sources publish a whole new [`ClusterData`] (cheap: the maps hold `Arc`s) together
 //! with their [`ClusterStatus`]; readers `load()` a [`Snapshot`] without locks and never
 //! see a half-applied list. Every publication bumps the generation and wakes subscribers.
+//!
+//! Readiness is decided here ([`Snapshot::ready`]): the local cluster must have synced; a
+//! remote counts once it has synced (from its API or from its last good state on disk) or
+//! once the first-sync wait (`readiness.remoteSyncTimeout`) has passed since the start.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -18,8 +22,12 @@ use crate::model::ClusterData;
 /// Connection and sync state of one cluster's source.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterStatus {
-    /// The first full list has completed (the data is usable).
+    /// The first full list has completed, or the last good state was loaded from disk
+    /// (the data is usable either way).
     pub synced: bool,
+    /// The data was loaded from the state directory and no fresh full list has replaced
+    /// it yet.
+    pub stale: bool,
     /// The source currently reaches the cluster's API (or reads its file).
     pub connected: bool,
     /// When the connection was lost; None while connected.
@@ -55,6 +63,26 @@ pub struct Snapshot {
     pub generation: u64,
     /// By cluster name (every configured cluster is present from the start).
     pub clusters: BTreeMap<String, ClusterView>,
+    /// When the catalog was created (the start of the first-sync wait).
+    pub started: Instant,
+    /// How long remotes are waited for before they stop counting against readiness.
+    pub remote_sync_timeout: Duration,
+}
+
+/// Where one cluster stands, as `/readyz` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceState {
+    /// Listed from its source.
+    Synced,
+    /// Serving its last good state from disk; no fresh list yet.
+    StaleFromDisk,
+    /// Not synced yet, still inside the first-sync wait (or the local cluster, which is
+    /// always waited for).
+    Waiting,
+    /// A remote that is not synced after the first-sync wait: shown, but it no longer
+    /// keeps the binary unready.
+    Failed,
 }
 
 impl Snapshot {
@@ -67,14 +95,50 @@ impl Snapshot {
         self.clusters.values().all(|c| c.status.synced)
     }
 
+    /// When the first-sync wait for remotes ends.
+    pub fn remote_wait_deadline(&self) -> Instant {
+        self.started + self.remote_sync_timeout
+    }
+
+    /// The state of one cluster at `now`.
+    pub fn source_state(&self, view: &ClusterView, now: Instant) -> SourceState {
+        match (view.status.synced, view.status.stale) {
+            (true, true) => SourceState::StaleFromDisk,
+            (true, false) => SourceState::Synced,
+            (false, _) if view.local || now < self.remote_wait_deadline() => SourceState::Waiting,
+            (false, _) => SourceState::Failed,
+        }
+    }
+
+    /// Whether `view` counts as done for readiness at `now`: synced (fresh or from disk),
+    /// or a remote past the first-sync wait.
+    pub fn counts_for_readiness(&self, view: &ClusterView, now: Instant) -> bool {
+        self.source_state(view, now) != SourceState::Waiting
+    }
+
+    /// The readiness rule: the local cluster has synced and no remote is still inside
+    /// its first-sync wait. A remote that failed never makes this false.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.clusters
+            .values()
+            .all(|c| self.counts_for_readiness(c, now))
+    }
+
     /// Readiness detail, one entry per cluster.
     pub fn readiness(&self) -> Vec<ClusterReadiness> {
-        let now = Instant::now();
+        self.readiness_at(Instant::now())
+    }
+
+    /// [`Snapshot::readiness`] at `now`.
+    pub fn readiness_at(&self, now: Instant) -> Vec<ClusterReadiness> {
         self.clusters
             .values()
             .map(|c| ClusterReadiness {
                 cluster: c.name.clone(),
+                local: c.local,
+                state: self.source_state(c, now),
                 synced: c.status.synced,
+                stale: c.status.stale,
                 connected: c.status.connected,
                 unreachable_seconds: c.status.unreachable_for(now).map(|d| d.as_secs()),
                 last_error: c.status.last_error.clone(),
@@ -89,7 +153,10 @@ impl Snapshot {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterReadiness {
     pub cluster: String,
+    pub local: bool,
+    pub state: SourceState,
     pub synced: bool,
+    pub stale: bool,
     pub connected: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable_seconds: Option<u64>,
@@ -107,8 +174,21 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog with every cluster present, unsynced and disconnected.
+    /// A catalog with every cluster present, unsynced and disconnected, and the default
+    /// first-sync wait for remotes.
     pub fn new<'a>(clusters: impl IntoIterator<Item = &'a str>, local: &str) -> Arc<Catalog> {
+        let wait = crate::config::ReadinessConfig::default()
+            .remote_sync_timeout
+            .0;
+        Catalog::with_remote_sync_timeout(clusters, local, wait)
+    }
+
+    /// [`Catalog::new`] with a given first-sync wait for remotes, counted from now.
+    pub fn with_remote_sync_timeout<'a>(
+        clusters: impl IntoIterator<Item = &'a str>,
+        local: &str,
+        remote_sync_timeout: Duration,
+    ) -> Arc<Catalog> {
         let clusters = clusters
             .into_iter()
             .map(|name| {
@@ -126,6 +206,8 @@ impl Catalog {
             current: ArcSwap::from_pointee(Snapshot {
                 generation: 0,
                 clusters,
+                started: Instant::now(),
+                remote_sync_timeout,
             }),
             write: Mutex::new(()),
             changed,
@@ -134,9 +216,10 @@ impl Catalog {
 
     /// A catalog for the clusters of a configuration.
     pub fn for_config(config: &crate::config::Config) -> Arc<Catalog> {
-        Catalog::new(
+        Catalog::with_remote_sync_timeout(
             config.clusters.iter().map(|c| c.name.as_str()),
             &config.local_cluster,
+            config.readiness.remote_sync_timeout.0,
         )
     }
 
@@ -199,6 +282,8 @@ impl Catalog {
         self.current.store(Arc::new(Snapshot {
             generation,
             clusters,
+            started: old.started,
+            remote_sync_timeout: old.remote_sync_timeout,
         }));
         self.changed.send_replace(generation);
     }
@@ -263,6 +348,50 @@ mod tests {
             "status change is not a data change"
         );
         assert!(!s2.readiness()[1].connected);
+    }
+
+    fn status(synced: bool, stale: bool) -> ClusterStatus {
+        ClusterStatus {
+            synced,
+            stale,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_needs_the_local_cluster_and_waits_for_remotes_only_so_long() {
+        let wait = Duration::from_secs(5);
+        let cat = Catalog::with_remote_sync_timeout(["a", "b", "c"], "a", wait);
+        let t0 = cat.snapshot().started;
+        let states = |now| {
+            let s = cat.snapshot();
+            let r: Vec<_> = s.readiness_at(now).iter().map(|c| c.state).collect();
+            (s.ready(now), r)
+        };
+        use SourceState::*;
+        assert_eq!(states(t0), (false, vec![Waiting, Waiting, Waiting]));
+        cat.publish("a", Arc::default(), status(true, false));
+        assert_eq!(states(t0), (false, vec![Synced, Waiting, Waiting]));
+        cat.publish("b", Arc::default(), status(true, true));
+        assert_eq!(
+            states(t0),
+            (false, vec![Synced, StaleFromDisk, Waiting]),
+            "c is still inside its wait"
+        );
+        let after = t0 + wait;
+        assert_eq!(
+            states(after),
+            (true, vec![Synced, StaleFromDisk, Failed]),
+            "a remote past the wait no longer counts against readiness"
+        );
+
+        // The local cluster is waited for forever.
+        let cat = Catalog::with_remote_sync_timeout(["a", "b"], "a", wait);
+        cat.publish("b", Arc::default(), status(true, false));
+        let s = cat.snapshot();
+        let late = s.started + Duration::from_secs(3600);
+        assert!(!s.ready(late));
+        assert_eq!(s.source_state(s.cluster("a").unwrap(), late), Waiting);
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub struct CommonArgs {
     /// Log format.
     #[arg(long, env = "CAUSEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Directory where each remote cluster's last good state is saved and read back at
+    /// start, so a restart during a remote outage serves it (the manifests use
+    /// /var/lib/causeway/state/<component>); unset keeps that state in memory only.
+    #[arg(long, env = "CAUSEWAY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -34,6 +39,14 @@ impl CommonArgs {
                 eprintln!("error: {e}");
                 std::process::exit(2);
             }
+        }
+    }
+
+    /// Source options watching `kinds`, saving remote state under `--state-dir`.
+    pub fn source_options(&self, kinds: &[ObjectKind]) -> SourceOptions {
+        SourceOptions {
+            state_dir: self.state_dir.clone(),
+            ..SourceOptions::new(kinds)
         }
     }
 }
@@ -63,11 +76,6 @@ impl Process {
     /// Starts one source per cluster, watching `kinds` on Kubernetes sources.
     pub fn start_sources(&self, options: SourceOptions) {
         spawn_sources(&self.config, &self.catalog, &options, &self.source_metrics);
-    }
-
-    /// Convenience for [`Process::start_sources`] with default options.
-    pub fn start_default_sources(&self, kinds: &[ObjectKind]) {
-        self.start_sources(SourceOptions::new(kinds));
     }
 
     /// The `/metrics`, `/healthz`, `/readyz` routes; merge debug routes into it.

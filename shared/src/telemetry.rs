@@ -51,7 +51,8 @@ pub enum TelemetryError {
 }
 
 /// A binary's own readiness condition on top of the catalog's (causeway-dns: its answer
-/// index has been built from every cluster's data). Called on each `/readyz`.
+/// index has been built from a snapshot that met the readiness rule). Called on each
+/// `/readyz`.
 pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 #[derive(Clone)]
@@ -63,8 +64,10 @@ struct TelemetryState {
 
 /// The routes every binary serves: `/metrics`, `/healthz`, `/readyz`.
 ///
-/// `/readyz` answers 200 once every configured cluster has synced at least once, and
-/// 503 before; its JSON body lists each cluster's sync and connection state either way.
+/// `/readyz` answers 200 once [`crate::catalog::Snapshot::ready`] holds (the local
+/// cluster has synced; every remote has synced, loaded its last good state from disk, or
+/// passed the first-sync wait), and 503 before; its JSON body lists each cluster's state
+/// (`synced`, `stale-from-disk`, `waiting`, `failed`), connection and last error either way.
 pub fn router(registry: SharedRegistry, catalog: Arc<Catalog>) -> Router {
     router_with_ready(registry, catalog, None)
 }
@@ -105,12 +108,13 @@ async fn metrics(State(st): State<TelemetryState>) -> Response {
 
 async fn readyz(State(st): State<TelemetryState>) -> Response {
     let snap = st.catalog.snapshot();
+    let now = tokio::time::Instant::now();
     let component = st.extra_ready.as_ref().map(|f| f());
-    let ready = snap.all_synced() && component.unwrap_or(true);
+    let ready = snap.ready(now) && component.unwrap_or(true);
     let mut body = serde_json::json!({
         "ready": ready,
         "generation": snap.generation,
-        "clusters": snap.readiness(),
+        "clusters": snap.readiness_at(now),
     });
     if let Some(c) = component {
         body["componentReady"] = c.into();

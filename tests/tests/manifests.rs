@@ -339,3 +339,48 @@ fn remote_access_renders_and_validates() {
         "read-only: {verbs:?}"
     );
 }
+
+#[test]
+fn every_component_keeps_its_state_dir_and_probes_readyz() {
+    for overlay in ["", "openshift"] {
+        let docs = documents(&render(overlay));
+        for (kind, name, volume) in [
+            ("DaemonSet", "causeway-node", "hostPath"),
+            ("Deployment", "causeway-dns", "emptyDir"),
+        ] {
+            let spec = &docs
+                .iter()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{overlay:?}: no {kind} {name}"))["spec"]["template"]["spec"];
+            let state = spec["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == "state")
+                .unwrap_or_else(|| panic!("{overlay:?}: {name} has no state volume"));
+            assert!(state.get(volume).is_some(), "{overlay:?} {name}: {state}");
+            if volume == "hostPath" {
+                assert_eq!(state["hostPath"]["path"], "/var/lib/causeway");
+                assert_eq!(state["hostPath"]["type"], "DirectoryOrCreate");
+            }
+            for c in spec["containers"].as_array().unwrap() {
+                let cname = c["name"].as_str().unwrap();
+                let dir = c["env"]
+                    .as_array()
+                    .and_then(|e| e.iter().find(|v| v["name"] == "CAUSEWAY_STATE_DIR"))
+                    .and_then(|v| v["value"].as_str())
+                    .unwrap_or_else(|| panic!("{overlay:?} {cname}: no CAUSEWAY_STATE_DIR"));
+                assert_eq!(dir, format!("/var/lib/causeway/state/{cname}"));
+                let mount = c["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["name"] == "state")
+                    .unwrap_or_else(|| panic!("{overlay:?} {cname}: state is not mounted"));
+                let at = mount["mountPath"].as_str().unwrap();
+                assert!(dir.starts_with(at), "{cname}: {dir} is outside {at}");
+                assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{cname}");
+            }
+        }
+    }
+}

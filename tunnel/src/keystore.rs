@@ -1,5 +1,6 @@
 //! The node's private key, kept on the node: `<state dir>/wireguard.key` (state dir
-//! `--state-dir`, default `/var/lib/causeway`, a host directory), never in the API.
+//! `--state-dir`, default `/var/lib/causeway`, a host directory; the DaemonSet sets
+//! `/var/lib/causeway/state/tunnel`), never in the API.
 //!
 //! Created on first start; read back on every start (so a restarted pod keeps its identity
 //! and no peer has to change); replaced by a rotation. Only its public half leaves the node

@@ -44,10 +44,6 @@ struct Args {
     /// Never use kernel WireGuard, even when the module is present.
     #[arg(long, env = "CAUSEWAY_TUNNEL_USERSPACE")]
     userspace: bool,
-    /// Directory on the node's own disk (a hostPath in the pod) holding the node's private
-    /// key, `wireguard.key`; created 0700. The key never goes to the API.
-    #[arg(long, env = "CAUSEWAY_STATE_DIR", default_value = "/var/lib/causeway")]
-    state_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -69,9 +65,19 @@ async fn local_client(config: &Config) -> Result<kube::Client> {
         .with_context(|| format!("cluster {:?}: API client of the local cluster", local.name))
 }
 
+/// Where the key and the saved state go without `--state-dir` (a hostPath in the DaemonSet).
+const DEFAULT_STATE_DIR: &str = "/var/lib/causeway";
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // The tunnel always has a state directory: the node's private key lives there
+    // (`wireguard.key`, never in the API), beside the remotes' last good state.
+    let state_dir = args
+        .common
+        .state_dir
+        .get_or_insert_with(|| PathBuf::from(DEFAULT_STATE_DIR))
+        .clone();
     let config = args.common.init();
     if let Some(Command::RemoveDevice) = args.command {
         let interface = &config.tunnel.interface;
@@ -79,7 +85,7 @@ async fn main() -> Result<()> {
         tracing::info!(%interface, removed, "tunnel interface removal");
         return Ok(());
     }
-    let keystore = KeyStore::open(&args.state_dir)?;
+    let keystore = KeyStore::open(&state_dir)?;
     if let Some(Command::Rotate) = args.command {
         let public = keystore.rotate()?;
         println!("{public}");
@@ -110,7 +116,10 @@ async fn main() -> Result<()> {
     );
 
     let process = Process::new(config);
-    process.start_default_sources(&[ObjectKind::Node, ObjectKind::TunnelEndpoint]);
+    process.start_sources(
+        args.common
+            .source_options(&[ObjectKind::Node, ObjectKind::TunnelEndpoint]),
+    );
     let agent = process.with_registry(|reg| {
         Agent::start(
             process.config.clone(),

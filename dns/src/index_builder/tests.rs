@@ -231,3 +231,46 @@ fn index_is_ready_only_when_every_cluster_is_built() {
         assert_eq!(ready, i + 1 == CLUSTERS.len(), "after {c}");
     }
 }
+
+#[test]
+fn a_remote_past_the_first_sync_wait_no_longer_holds_the_index_back() {
+    let config = config(false);
+    let catalog = Catalog::for_config(&config);
+    let mut builder = IndexBuilder::new(config.clone());
+    let mut data = ClusterData::default();
+    let mut rng = Rng(3);
+    data.upsert_service(service(ServiceKey::new("demo", "web"), 0, &mut rng));
+    catalog.publish("a", Arc::new(data), synced());
+    catalog.publish("b", Arc::new(ClusterData::default()), synced());
+    let snap = catalog.snapshot();
+    let deadline = snap.remote_wait_deadline();
+    let before = deadline - Duration::from_millis(1);
+    assert!(
+        !builder.build(&snap, before).ready(),
+        "c is still waited for"
+    );
+    assert_eq!(
+        builder.next_deadline(&snap, before),
+        Some(deadline),
+        "a rebuild is due when the wait ends"
+    );
+    let index = builder.build(&snap, deadline);
+    assert!(
+        index.ready(),
+        "c failed its first sync: shown, not waited for"
+    );
+    let dump = index.dump();
+    assert!(
+        dump.contains("zone cluster.c. Cluster ready=false"),
+        "{dump}"
+    );
+    assert!(dump.contains("zone cluster.all. All ready=true"), "{dump}");
+    assert_eq!(builder.next_deadline(&snap, deadline), None);
+    // The local cluster is waited for however long it takes.
+    let catalog = Catalog::for_config(&config);
+    catalog.publish("b", Arc::new(ClusterData::default()), synced());
+    catalog.publish("c", Arc::new(ClusterData::default()), synced());
+    let snap = catalog.snapshot();
+    let late = snap.remote_wait_deadline() + Duration::from_secs(3600);
+    assert!(!IndexBuilder::new(config).build(&snap, late).ready());
+}

@@ -26,6 +26,7 @@ fn index() -> Index {
             1,
             5,
         )],
+        ready: true,
     }
 }
 
@@ -85,6 +86,7 @@ fn not_ready_zone_answers_servfail() {
     let idx = Index {
         zones: vec![Arc::new(zone)],
         reverse: vec![],
+        ready: false,
     };
     assert_eq!(kind(&idx, "web.demo.svc.cluster.b.", rtype::A), "servfail");
 }

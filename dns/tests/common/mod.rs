@@ -80,6 +80,11 @@ impl Dns {
 
     /// Like [`Dns::start_in`] on a given port.
     pub fn launch(dir: &Path, config: &str, ready: bool, port: u16) -> Dns {
+        Self::launch_with(dir, config, ready, port, &[])
+    }
+
+    /// [`Dns::launch`] with more flags.
+    pub fn launch_with(dir: &Path, config: &str, ready: bool, port: u16, extra: &[&str]) -> Dns {
         let mport = free_port();
         let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
         let metrics: SocketAddr = (Ipv4Addr::LOCALHOST, mport).into();
@@ -93,6 +98,7 @@ impl Dns {
             .arg(metrics.to_string())
             .arg("--udp-threads")
             .arg("2")
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -7,6 +7,7 @@
 pub mod dns;
 mod duration;
 pub mod proxy;
+pub mod readiness;
 pub mod tunnel;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::dns::{DnsConfig, Upstreams};
 pub use self::proxy::{NftWriter, ProxyBackend, ProxyConfig};
+pub use self::readiness::ReadinessConfig;
 pub use self::tunnel::{EndpointMode, NodeSubnetSource, StaticPeer, SteeringMode, TunnelConfig};
 pub use duration::{ConfigDuration, parse_duration};
 
@@ -33,6 +35,8 @@ pub struct FileConfig {
     pub proxy: ProxyConfig,
     #[serde(default)]
     pub tunnel: TunnelConfig,
+    #[serde(default)]
+    pub readiness: ReadinessConfig,
 }
 
 /// One entry of `clusters:` as written.
@@ -106,6 +110,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub proxy: ProxyConfig,
     pub tunnel: TunnelConfig,
+    pub readiness: ReadinessConfig,
 }
 
 impl Config {
@@ -424,6 +429,7 @@ fn validate(path: &Path, file: FileConfig) -> Result<Config, ConfigError> {
         dns: file.dns,
         proxy: file.proxy,
         tunnel: file.tunnel,
+        readiness: file.readiness,
     })
 }
 
@@ -464,6 +470,12 @@ fn validate_sections(file: &FileConfig, problems: &mut Vec<Problem>) {
         bad(
             "tunnel.mtu",
             format!("{} is outside 576..9000", file.tunnel.mtu),
+        );
+    }
+    if file.readiness.remote_sync_timeout.0 > std::time::Duration::from_secs(3600) {
+        bad(
+            "readiness.remoteSyncTimeout",
+            format!("{} is longer than 1h", file.readiness.remote_sync_timeout),
         );
     }
     if file.proxy.interface.is_empty() {

@@ -301,3 +301,34 @@ fn tunnel_steering_and_rotation_fields() {
     let typo = GOOD.replace("tunnel: {}", "tunnel: { ovsBrige: br0 }");
     assert!(matches!(load(&typo), Err(ConfigError::Parse { .. })));
 }
+
+#[test]
+fn readiness_section_defaults_and_names_its_field() {
+    let cfg = load(GOOD).unwrap();
+    assert_eq!(
+        cfg.readiness.remote_sync_timeout,
+        ConfigDuration::secs(5),
+        "remotes are waited for 5s by default"
+    );
+    let text = format!("{GOOD}readiness: {{ remoteSyncTimeout: 250ms }}\n");
+    assert_eq!(
+        load(&text).unwrap().readiness.remote_sync_timeout,
+        ConfigDuration::millis(250)
+    );
+    let text = format!("{GOOD}readiness: {{ remoteSyncTimeout: 5 parsecs }}\n");
+    let err = load(&text).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
+    assert!(msg.contains("remoteSyncTimeout"), "{msg}");
+    let text = format!("{GOOD}readiness: {{ remoteSyncTimout: 5s }}\n");
+    let msg = load(&text).unwrap_err().to_string();
+    assert!(msg.contains("remoteSyncTimout"), "{msg}");
+    let text = format!("{GOOD}readiness: {{ remoteSyncTimeout: 2h }}\n");
+    assert_eq!(
+        problems(&text),
+        [Problem::InvalidValue {
+            field: "readiness.remoteSyncTimeout".into(),
+            reason: "7200s is longer than 1h".into()
+        }]
+    );
+}

@@ -11,12 +11,12 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use cluster_data::{ClusterData, ObjectKind};
 
 /// Namespace and name of a Service: the identity of a service inside one cluster.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ServiceKey {
     pub namespace: String,
     pub name: String,
@@ -38,7 +38,7 @@ impl fmt::Display for ServiceKey {
 }
 
 /// Transport protocol of a service or endpoint port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     #[serde(rename = "TCP")]
     Tcp,
@@ -79,7 +79,7 @@ impl fmt::Display for Protocol {
 }
 
 /// `spec.type` of a Service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceType {
     ClusterIP,
     NodePort,
@@ -88,7 +88,7 @@ pub enum ServiceType {
 }
 
 /// `spec.sessionAffinity` of a Service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionAffinity {
     None,
     /// Stick a client IP to one backend for this many seconds.
@@ -98,14 +98,14 @@ pub enum SessionAffinity {
 }
 
 /// `targetPort` of a service port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TargetPort {
     Number(u16),
     Name(String),
 }
 
 /// One port of a Service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServicePort {
     /// Empty when the port is unnamed (allowed only for single-port services).
     pub name: String,
@@ -117,7 +117,7 @@ pub struct ServicePort {
 }
 
 /// A Service of one cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub key: ServiceKey,
     pub service_type: ServiceType,
@@ -136,7 +136,7 @@ pub struct Service {
 }
 
 /// Address family of an EndpointSlice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AddressType {
     IPv4,
     IPv6,
@@ -145,7 +145,7 @@ pub enum AddressType {
 }
 
 /// One port of an EndpointSlice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointPort {
     /// Empty when unnamed; matches the service port of the same name.
     pub name: String,
@@ -155,7 +155,7 @@ pub struct EndpointPort {
 }
 
 /// One endpoint (usually one pod) of an EndpointSlice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub addresses: Vec<IpAddr>,
     /// `conditions.ready`; an unset condition counts as ready, as the API documents.
@@ -172,7 +172,7 @@ pub struct Endpoint {
 }
 
 /// One EndpointSlice. A service's endpoints are the union of its slices.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointSlice {
     pub namespace: String,
     pub name: String,
@@ -193,7 +193,7 @@ impl EndpointSlice {
 }
 
 /// A node address (`status.addresses[]`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddress {
     /// `InternalIP`, `ExternalIP`, `Hostname`, ...
     pub kind: String,
@@ -201,7 +201,7 @@ pub struct NodeAddress {
 }
 
 /// A Node of one cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub name: String,
     /// `spec.podCIDRs` (or `spec.podCIDR` on old clusters).
@@ -211,7 +211,7 @@ pub struct Node {
 }
 
 /// A node's tunnel as it publishes itself (`TunnelEndpoint` object, see [`crate::crd`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelEndpoint {
     /// Object name (one per node).
     pub name: String,

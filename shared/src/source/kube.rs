@@ -4,6 +4,10 @@
 //! or a reconnect) is buffered and swapped in whole, so consumers never see a partial
 //! view. While the API is unreachable the last-known-good data stays published and the
 //! outage shows in the cluster status and metrics.
+//!
+//! With a state directory ([`super::persist`]), a remote's last fully listed data is also
+//! saved to disk and published, marked stale, at the next start, before the API is
+//! reached; the first full list of every kind replaces it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -24,6 +28,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::metrics::SourceMetrics;
+use super::persist::{self, StateDir};
 use crate::catalog::{Catalog, ClusterStatus};
 use crate::config::SourceSpec;
 use crate::crd;
@@ -246,12 +251,16 @@ pub struct KubeSource {
     pub kinds: Vec<ObjectKind>,
     pub api_timeout: Duration,
     pub max_backoff: Duration,
+    /// Where the cluster's last good state is saved and loaded from; None for the local
+    /// cluster and without a state directory.
+    pub state: Option<StateDir>,
 }
 
 impl KubeSource {
-    /// Runs forever: builds the client (retrying with backoff while that fails), then
-    /// follows the watchers.
+    /// Runs forever: publishes the saved state if there is one, builds the client
+    /// (retrying with backoff while that fails), then follows the watchers.
     pub async fn run(self, catalog: Arc<Catalog>, metrics: SourceMetrics) {
+        let state = self.seed(&catalog, &metrics).await;
         let cluster = self.cluster.clone();
         let mut delay = Duration::from_millis(500);
         let client = loop {
@@ -271,11 +280,48 @@ impl KubeSource {
                 }
             }
         };
-        self.follow(client, catalog, metrics).await;
+        self.follow_from(state, client, catalog, metrics).await;
     }
 
-    /// Follows the watchers of an existing client (tests call this directly).
+    /// The starting state: the saved one (published at once, marked stale) or empty.
+    async fn seed(&self, catalog: &Catalog, metrics: &SourceMetrics) -> SourceState {
+        let mut state = SourceState::new(&self.cluster, &self.kinds);
+        let Some(dir) = &self.state else {
+            return state;
+        };
+        if let Some(data) = persist::load_logged(dir, &self.cluster, metrics).await {
+            state.data = data;
+            state.stale = true;
+            state.status = state.next_status();
+            metrics.observe(&self.cluster, &state.status, Some(&state.data));
+            catalog.publish(
+                &self.cluster,
+                Arc::new(state.data.clone()),
+                state.status.clone(),
+            );
+        }
+        state.writer = Some(persist::spawn_writer(
+            dir.clone(),
+            self.cluster.clone(),
+            metrics.clone(),
+        ));
+        state
+    }
+
+    /// Follows the watchers of an existing client, after publishing the saved state if
+    /// there is one.
     pub async fn follow(self, client: Client, catalog: Arc<Catalog>, metrics: SourceMetrics) {
+        let state = self.seed(&catalog, &metrics).await;
+        self.follow_from(state, client, catalog, metrics).await;
+    }
+
+    async fn follow_from(
+        self,
+        mut state: SourceState,
+        client: Client,
+        catalog: Arc<Catalog>,
+        metrics: SourceMetrics,
+    ) {
         let mut streams: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
         for kind in &self.kinds {
             let (t, b) = (self.api_timeout, self.max_backoff);
@@ -290,7 +336,6 @@ impl KubeSource {
         }
         let failing = Arc::new(AtomicBool::new(false));
         streams.push(probe(client, failing.clone(), self.api_timeout));
-        let mut state = SourceState::new(&self.cluster, &self.kinds);
         run_changes(
             &mut state,
             streams.ready_chunks(1024),
@@ -343,6 +388,10 @@ struct SourceState {
     synced: BTreeSet<ObjectKind>,
     failing: BTreeMap<ObjectKind, String>,
     status: ClusterStatus,
+    /// The data came from the state directory and some kind has not been listed since.
+    stale: bool,
+    /// Saves each fully listed version of the data (remote clusters with a state directory).
+    writer: Option<tokio::sync::watch::Sender<Option<Arc<ClusterData>>>>,
 }
 
 impl SourceState {
@@ -355,7 +404,13 @@ impl SourceState {
             synced: BTreeSet::new(),
             failing: BTreeMap::new(),
             status: ClusterStatus::default(),
+            stale: false,
+            writer: None,
         }
+    }
+
+    fn all_listed(&self) -> bool {
+        self.wanted.iter().all(|k| self.synced.contains(k))
     }
 
     /// Applies one change; returns whether the published data changed.
@@ -385,6 +440,10 @@ impl SourceState {
                 self.data.replace_kind(kind, &fresh);
                 self.synced.insert(kind);
                 self.failing.remove(&kind);
+                if self.stale && self.all_listed() {
+                    tracing::info!(cluster, "fresh list replaced the state loaded from disk");
+                    self.stale = false;
+                }
                 tracing::debug!(
                     cluster,
                     kind = kind.plural(),
@@ -424,7 +483,8 @@ impl SourceState {
         let connected = self.failing.is_empty();
         let prev = &self.status;
         ClusterStatus {
-            synced: self.wanted.iter().all(|k| self.synced.contains(k)),
+            synced: self.stale || self.all_listed(),
+            stale: self.stale,
             connected,
             disconnected_since: if connected {
                 None
@@ -469,14 +529,75 @@ async fn run_changes(
         state.status = status;
         if data_changed {
             metrics.observe(&state.cluster, &state.status, Some(&state.data));
-            catalog.publish(
-                &state.cluster,
-                Arc::new(state.data.clone()),
-                state.status.clone(),
-            );
+            let data = Arc::new(state.data.clone());
+            catalog.publish(&state.cluster, data.clone(), state.status.clone());
+            // Only fully listed data is saved: a partly relisted stale state is not good.
+            if let Some(w) = &state.writer
+                && state.all_listed()
+                && !state.stale
+            {
+                w.send_replace(Some(data));
+            }
         } else if status_changed {
             metrics.observe(&state.cluster, &state.status, None);
             catalog.set_status(&state.cluster, state.status.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> Node {
+        Node {
+            name: name.into(),
+            pod_cidrs: vec![],
+            addresses: vec![],
+            resource_version: None,
+        }
+    }
+
+    #[test]
+    fn saved_state_counts_as_synced_until_every_kind_is_listed_again() {
+        let metrics = SourceMetrics::default();
+        let mut st = SourceState::new("b", &[ObjectKind::Service, ObjectKind::Node]);
+        st.data.upsert_node(node("saved"));
+        st.stale = true;
+        let s = st.next_status();
+        assert!(s.synced && s.stale, "{s:?}");
+
+        // Nodes are listed again: the saved nodes are replaced, services are still stale.
+        st.apply(Change::Init(ObjectKind::Node), &metrics);
+        st.apply(
+            Change::Upsert {
+                initial: true,
+                obj: Object::Node(node("fresh")),
+            },
+            &metrics,
+        );
+        assert!(st.apply(Change::InitDone(ObjectKind::Node), &metrics));
+        assert_eq!(st.data.nodes.keys().collect::<Vec<_>>(), ["fresh"]);
+        let s = st.next_status();
+        assert!(s.synced && s.stale, "{s:?}");
+        assert!(!st.all_listed());
+
+        st.apply(Change::Init(ObjectKind::Service), &metrics);
+        st.apply(Change::InitDone(ObjectKind::Service), &metrics);
+        let s = st.next_status();
+        assert!(s.synced && !s.stale, "{s:?}");
+        assert!(st.all_listed());
+    }
+
+    #[test]
+    fn without_saved_state_a_cluster_is_synced_only_once_every_kind_is_listed() {
+        let metrics = SourceMetrics::default();
+        let mut st = SourceState::new("b", &[ObjectKind::Service, ObjectKind::Node]);
+        assert!(!st.next_status().synced);
+        st.apply(Change::InitDone(ObjectKind::Node), &metrics);
+        assert!(!st.next_status().synced);
+        st.apply(Change::InitDone(ObjectKind::Service), &metrics);
+        let s = st.next_status();
+        assert!(s.synced && !s.stale, "{s:?}");
     }
 }

@@ -29,11 +29,28 @@ pub struct SourceMetrics {
     pub errors: Family<ClusterKindLabels, Counter>,
     pub updates: Family<ClusterLabels, Counter>,
     pub last_update_seconds: Family<ClusterLabels, Gauge>,
+    /// `causeway_source_stale`: 1 while the cluster is served from its saved state.
+    pub stale: Family<ClusterLabels, Gauge>,
+    /// `causeway_source_state_writes`: state files written.
+    pub state_writes: Family<ClusterLabels, Counter>,
 }
 
 impl SourceMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
+        {
+            let r = registry.sub_registry_with_prefix("causeway_source");
+            r.register(
+                "stale",
+                "1 while the cluster is served from its last good state on disk, before a fresh list",
+                m.stale.clone(),
+            );
+            r.register(
+                "state_writes",
+                "Last-good-state files written per cluster",
+                m.state_writes.clone(),
+            );
+        }
         let r = registry.sub_registry_with_prefix("causeway_cluster");
         r.register(
             "synced",
@@ -77,12 +94,31 @@ impl SourceMetrics {
             .inc();
     }
 
+    /// Counts a state file written.
+    pub fn state_saved(&self, cluster: &str) {
+        self.state_writes
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.into(),
+            })
+            .inc();
+    }
+
+    /// State files written for `cluster` so far.
+    pub fn state_writes_of(&self, cluster: &str) -> u64 {
+        self.state_writes
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.into(),
+            })
+            .get()
+    }
+
     /// Records a publication.
     pub fn observe(&self, cluster: &str, status: &ClusterStatus, data: Option<&ClusterData>) {
         let c = ClusterLabels {
             cluster: cluster.into(),
         };
         self.synced.get_or_create(&c).set(i64::from(status.synced));
+        self.stale.get_or_create(&c).set(i64::from(status.stale));
         self.connected
             .get_or_create(&c)
             .set(i64::from(status.connected));

@@ -7,7 +7,9 @@ mod file;
 mod kube;
 mod metrics;
 mod objects;
+pub mod persist;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ pub use self::file::FileSource;
 pub use self::kube::{KubeSource, client_for};
 pub use self::metrics::SourceMetrics;
 pub use self::objects::{ObjectCache, ObjectsError, ParseSummary, parse_objects};
+pub use self::persist::StateDir;
 use crate::catalog::Catalog;
 use crate::config::{Config, SourceSpec};
 use crate::model::ObjectKind;
@@ -32,6 +35,11 @@ pub struct SourceOptions {
     pub api_timeout: Duration,
     /// Longest wait between retries against an unreachable API.
     pub max_backoff: Duration,
+    /// Where remote Kubernetes sources keep their cluster's last good state; None keeps
+    /// it in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// At most one state write per this interval per cluster.
+    pub state_debounce: Duration,
 }
 
 impl SourceOptions {
@@ -41,11 +49,15 @@ impl SourceOptions {
             file_poll: Duration::from_millis(20),
             api_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(10),
+            state_dir: None,
+            state_debounce: Duration::from_secs(5),
         }
     }
 }
 
-/// Starts one source task per configured cluster.
+/// Starts one source task per configured cluster. Remote Kubernetes sources save their
+/// state under `options.state_dir` (the local cluster must be listed to be ready anyway,
+/// and file sources re-read their file).
 pub fn spawn_sources(
     config: &Config,
     catalog: &Arc<Catalog>,
@@ -74,6 +86,14 @@ pub fn spawn_sources(
                         kinds: options.kinds.clone(),
                         api_timeout: options.api_timeout,
                         max_backoff: options.max_backoff,
+                        state: options
+                            .state_dir
+                            .as_ref()
+                            .filter(|_| c.name != config.local_cluster)
+                            .map(|dir| StateDir {
+                                dir: dir.clone(),
+                                debounce: options.state_debounce,
+                            }),
                     };
                     tokio::spawn(src.run(catalog, metrics))
                 }
