@@ -65,6 +65,17 @@ pub fn lines_after(text: &str, marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// A binary of the workspace (`causeway-tunnel`, ...), as `cargo test --workspace` built it.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{name} is not built in {} (run cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
 /// Where cargo put the workspace's binaries: test executables live in
 /// `target/<profile>/deps`, binaries one level up.
 fn bin_dir() -> PathBuf {

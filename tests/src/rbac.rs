@@ -63,6 +63,30 @@ impl Access {
     }
 }
 
+/// The accesses a request log made. A server-side apply (`PATCH` with
+/// `application/apply-patch+yaml`) counts as `patch` and `create` too: it creates a missing
+/// object, and the API server then authorizes `create` as well.
+pub fn accesses(records: &[RequestRecord]) -> Vec<Access> {
+    let mut out = Vec::new();
+    for r in records {
+        let Some(a) = Access::from_record(r) else {
+            continue;
+        };
+        let apply = a.verb == "patch"
+            && r.content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("application/apply-patch"));
+        if apply {
+            out.push(Access {
+                verb: "create",
+                ..a.clone()
+            });
+        }
+        out.push(a);
+    }
+    out
+}
+
 /// A rule granted to a service account, with where it applies.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -245,6 +269,7 @@ mod tests {
             resource: resource.to_owned(),
             namespace: namespace.to_owned(),
             resource_version: None,
+            content_type: None,
         }
     }
 
@@ -257,6 +282,23 @@ mod tests {
                    "roleRef": {"kind": "Role", "name": "r"},
                    "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "ns"}]}),
         ]
+    }
+
+    #[test]
+    fn a_server_side_apply_also_needs_create() {
+        let mut apply = record(
+            Verb::Patch,
+            "/apis/causeway.io/v1alpha1/namespaces/ns/tunnelendpoints/n1?fieldManager=x",
+            "tunnelendpoints",
+            "ns",
+        );
+        apply.method = "PATCH".into();
+        apply.content_type = Some("application/apply-patch+yaml".into());
+        let verbs: Vec<&str> = accesses(&[apply.clone()]).iter().map(|a| a.verb).collect();
+        assert_eq!(verbs, ["create", "patch"]);
+        apply.content_type = Some("application/merge-patch+json".into());
+        let verbs: Vec<&str> = accesses(&[apply]).iter().map(|a| a.verb).collect();
+        assert_eq!(verbs, ["patch"]);
     }
 
     #[test]

@@ -35,14 +35,7 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
     ns.exec("ip", &["link", "set", "br0", "up"])?;
 
     // Cluster a's API server, listening on the namespace's loopback.
-    let rt = tokio::runtime::Handle::current();
-    let server = tokio::task::block_in_place(|| {
-        ns.enter(move || {
-            rt.block_on(TestApiServer::start_on(
-                "127.0.0.1:0".parse().expect("addr"),
-            ))
-        })
-    })??;
+    let server = TestApiServer::start_in(&ns)?;
     let kubeconfig = dir.path().join("a.kubeconfig");
     server.write_kubeconfig(&kubeconfig, "a")?;
     server.apply(&json!({

@@ -84,18 +84,7 @@ async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() ->
     ns.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
     ns.exec("ip", &["addr", "add", "10.128.0.1/24", "dev", "br0"])?;
     ns.exec("ip", &["link", "set", "br0", "up"])?;
-    let rt = tokio::runtime::Handle::current();
-    let (a, b) = tokio::task::block_in_place(|| {
-        ns.enter(move || {
-            rt.block_on(async {
-                let addr = "127.0.0.1:0".parse().expect("addr");
-                Ok::<_, anyhow::Error>((
-                    TestApiServer::start_on(addr).await?,
-                    TestApiServer::start_on(addr).await?,
-                ))
-            })
-        })
-    })??;
+    let (a, b) = (TestApiServer::start_in(&ns)?, TestApiServer::start_in(&ns)?);
     let (ka, kb) = (
         dir.path().join("a.kubeconfig"),
         dir.path().join("b.kubeconfig"),

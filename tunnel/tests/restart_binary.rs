@@ -92,14 +92,7 @@ fn node(
     // The route clear traffic would take without the tunnel's routes.
     ns.exec("ip", &["route", "add", "default", "via", other.1])?;
 
-    let rt = tokio::runtime::Handle::current();
-    let server = tokio::task::block_in_place(|| {
-        ns.enter(move || {
-            rt.block_on(TestApiServer::start_on(
-                "127.0.0.1:0".parse().expect("addr"),
-            ))
-        })
-    })??;
+    let server = TestApiServer::start_in(&ns)?;
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
     server.write_kubeconfig(&kubeconfig, name)?;
     server.apply(&json!({

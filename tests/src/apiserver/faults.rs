@@ -89,6 +89,8 @@ pub struct RequestRecord {
     pub namespace: String,
     /// The `resourceVersion` query parameter, if any.
     pub resource_version: Option<String>,
+    /// The `Content-Type` header, if any (tells a server-side apply from other patches).
+    pub content_type: Option<String>,
 }
 
 /// Shared fault state: the mode, a connection-kill generation and the request log.

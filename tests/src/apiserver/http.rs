@@ -75,6 +75,10 @@ async fn handle(
         resource,
         namespace: namespace.unwrap_or_default(),
         resource_version: params.get("resourceVersion").cloned(),
+        content_type: headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
 
     match shared.faults.mode() {

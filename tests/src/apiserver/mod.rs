@@ -142,6 +142,16 @@ impl TestApiServer {
         Self::start_with(addr, Options::default()).await
     }
 
+    /// Starts a server on the loopback of the network namespace `ns` (bound from inside it),
+    /// for binaries that run there. Call it from a multi-threaded runtime.
+    pub fn start_in(ns: &crate::netns::Netns) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Handle::current();
+        let server = tokio::task::block_in_place(|| {
+            ns.enter(move || rt.block_on(Self::start_on("127.0.0.1:0".parse().expect("addr"))))
+        })??;
+        Ok(server)
+    }
+
     /// Starts a server on `addr` with the given options. Must run inside a tokio runtime,
     /// which serves the connections.
     pub async fn start_with(addr: SocketAddr, options: Options) -> Result<Self, ApiServerError> {
