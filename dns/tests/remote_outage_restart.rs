@@ -107,6 +107,10 @@ fn restart_during_a_remote_outage_serves_the_saved_state_and_converges() {
         http_get(dns.metrics, "/readyz").1
     );
     assert!(started.elapsed() < Duration::from_secs(15));
+    println!(
+        "restart during b's outage: ready after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let (_, body) = http_get(dns.metrics, "/readyz");
     assert_eq!(cluster_state(&body, "a"), "synced", "{body}");
     assert_eq!(cluster_state(&body, "b"), "stale-from-disk", "{body}");

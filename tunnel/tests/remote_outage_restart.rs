@@ -48,33 +48,13 @@ fn start(ns: &Netns, cfg: &str, state: &str) -> Result<ChildGuard> {
     )
 }
 
-/// (HTTP status, body) of a GET inside the namespace.
+/// (HTTP status, body) of a GET of the tunnel's telemetry inside the namespace.
 fn get(ns: &Netns, path: &str) -> (u16, String) {
-    let out = ns
-        .exec(
-            "curl",
-            &[
-                "-s",
-                "--max-time",
-                "2",
-                "-w",
-                "\n%{http_code}",
-                &format!("{TELEMETRY}{path}"),
-            ],
-        )
-        .unwrap_or_default();
-    let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", "0"));
-    (code.parse().unwrap_or(0), body.to_string())
+    ns.http_get(&format!("{TELEMETRY}{path}"))
 }
 
 fn state_of(ns: &Netns, cluster: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&get(ns, "/readyz").1).unwrap_or_default();
-    v["clusters"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["cluster"] == cluster))
-        .and_then(|c| c["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
+    ns.readyz_state(&format!("{TELEMETRY}/readyz"), cluster)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,6 +133,10 @@ async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() ->
         );
     }
     assert!(started.elapsed() < Duration::from_secs(20));
+    println!(
+        "restart during b's outage: ready after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(state_of(&ns, "a"), "synced");
     assert_eq!(
         state_of(&ns, "b"),

@@ -66,6 +66,31 @@ impl Netns {
         run("ip", &full)
     }
 
+    /// `GET url` with curl from inside (2 s limit): the status code (0 when no answer) and
+    /// the body.
+    pub fn http_get(&self, url: &str) -> (u16, String) {
+        let out = self
+            .exec(
+                "curl",
+                &["-s", "--max-time", "2", "-w", "\n%{http_code}", url],
+            )
+            .unwrap_or_default();
+        let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", "0"));
+        (code.parse().unwrap_or(0), body.to_string())
+    }
+
+    /// The `state` of `cluster` in the `/readyz` body at `url` (`synced`,
+    /// `stale-from-disk`, `waiting`, `failed`), empty when absent.
+    pub fn readyz_state(&self, url: &str, cluster: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.http_get(url).1).unwrap_or_default();
+        v["clusters"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["cluster"] == cluster))
+            .and_then(|c| c["state"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Runs a shell script inside, as [`Netns::exec`] does.
     pub fn sh(&self, script: &str) -> Result<String> {
         self.exec("sh", &["-c", script])
