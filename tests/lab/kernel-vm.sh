@@ -159,7 +159,9 @@ build() {
     # real-mode setup and the decompressor: seconds less per boot under TCG.
     cp "$kroot/boot/vmlinuz-$K" "$work/vmlinuz"
     off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$work/vmlinuz" | head -1 | cut -d: -f1 || true)
-    if [[ -n $off ]] && tail -c +$((off + 1)) "$work/vmlinuz" | xz -dc --single-stream >"$work/vmlinux" 2>/dev/null &&
+    # (xz reads a process substitution: in a pipeline, tail's SIGPIPE after the first stream
+    # would fail the whole pipeline under pipefail.)
+    if [[ -n $off ]] && xz -dc --single-stream < <(tail -c +$((off + 1)) "$work/vmlinuz") >"$work/vmlinux" 2>/dev/null &&
         [[ $(head -c4 "$work/vmlinux" | od -An -c | tr -d ' ') == 177ELF ]]; then :; else
         rm -f "$work/vmlinux"
     fi
