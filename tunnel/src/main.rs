@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use causeway_shared::config::{Config, SteeringMode};
+use causeway_shared::config::{Config, SourceSpec, SteeringMode};
 use causeway_shared::model::ObjectKind;
 use causeway_shared::process::{CommonArgs, Process};
 use causeway_shared::source::client_for;
@@ -79,6 +79,18 @@ async fn main() -> Result<()> {
         .get_or_insert_with(|| PathBuf::from(DEFAULT_STATE_DIR))
         .clone();
     let config = args.common.init();
+    if let SourceSpec::File { path } = &config.local().source {
+        // The tunnel publishes its TunnelEndpoint and per-node Service through its own
+        // cluster's API: a configuration error, reported like the others.
+        eprintln!(
+            "error: {}: cluster {:?} (the local cluster): source: {} is a file source; \
+             causeway-tunnel needs the local cluster's API (inCluster or kubeconfig)",
+            args.common.config.display(),
+            config.local().name,
+            path.display()
+        );
+        std::process::exit(2);
+    }
     if let Some(Command::RemoveDevice) = args.command {
         let interface = &config.tunnel.interface;
         let removed = wg::remove_device(interface).await?;

@@ -95,6 +95,42 @@ async fn a_corrupt_key_file_stops_the_start_naming_it() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_file_source_for_the_local_cluster_is_a_configuration_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "apiVersion: v1\nkind: List\nitems: []\n",
+    )?;
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "cluster: a\nclusters:\n  - name: a\n    source: { file: a.yaml }\n",
+    )?;
+    let state = dir.path().join("state");
+    let out = run(&[
+        "--config",
+        &cfg.to_string_lossy(),
+        "--node-name",
+        "a1",
+        "--state-dir",
+        &state.to_string_lossy(),
+    ])
+    .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cluster \"a\" (the local cluster): source:") && stderr.contains("a.yaml"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !state.exists(),
+        "nothing written before the configuration is accepted"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn bad_configuration_exits_2_naming_the_field() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("config.yaml");

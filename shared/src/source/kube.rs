@@ -51,6 +51,9 @@ pub enum ClientError {
     /// The client could not be built from the configuration.
     #[error("client: {0}")]
     Client(#[source] kube::Error),
+    /// A `file:` source has no API to connect to.
+    #[error("source: {path} is a file source, which has no API (use inCluster or kubeconfig)")]
+    NoApi { path: String },
 }
 
 /// Builds the client of one cluster from its source spec.
@@ -71,7 +74,11 @@ pub async fn client_for(spec: &SourceSpec, read_timeout: Duration) -> Result<Cli
                 .await
                 .map_err(kc_err)?
         }
-        SourceSpec::File { .. } => unreachable!("file sources do not use a client"),
+        SourceSpec::File { path } => {
+            return Err(ClientError::NoApi {
+                path: path.display().to_string(),
+            });
+        }
     };
     cfg.read_timeout = Some(read_timeout);
     cfg.connect_timeout = Some(read_timeout.min(Duration::from_secs(10)));
