@@ -198,6 +198,20 @@ struct Inner {
     subnet_choice: Mutex<Option<subnets::Choice>>,
 }
 
+/// Triggers a sync on every change `changes` sees, until the agent is gone.
+fn mark_dirty_on<T: Send + Sync + 'static>(
+    mut changes: watch::Receiver<T>,
+    inner: &Arc<Inner>,
+) -> JoinHandle<()> {
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let Some(i) = weak.upgrade() else { return };
+            i.trigger.send_modify(|g| *g += 1);
+        }
+    })
+}
+
 /// A running tunnel control plane.
 pub struct Agent {
     inner: Arc<Inner>,
@@ -266,24 +280,11 @@ impl Agent {
             subnets,
             subnet_choice: Mutex::default(),
         });
-        if let Some(mut rx) = inner.subnets.clone() {
-            let weak = Arc::downgrade(&inner);
-            tasks.push(tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    let Some(i) = weak.upgrade() else { return };
-                    i.trigger.send_modify(|g| *g += 1);
-                }
-            }));
+        // Catalog changes, and the CNI's node subnets, mark the loop dirty.
+        tasks.push(mark_dirty_on(inner.catalog.subscribe(), &inner));
+        if let Some(rx) = inner.subnets.clone() {
+            tasks.push(mark_dirty_on(rx, &inner));
         }
-        // Catalog changes mark the loop dirty.
-        let mut changes = inner.catalog.subscribe();
-        let weak = Arc::downgrade(&inner);
-        tasks.push(tokio::spawn(async move {
-            while changes.changed().await.is_ok() {
-                let Some(i) = weak.upgrade() else { return };
-                i.trigger.send_modify(|g| *g += 1);
-            }
-        }));
         let i = inner.clone();
         let rx = inner.trigger.subscribe();
         tasks.push(tokio::spawn(async move {

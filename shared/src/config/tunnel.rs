@@ -29,7 +29,9 @@ pub enum SteeringMode {
 }
 
 /// Where the node's pod subnets are read from (each CNI keeps them elsewhere).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum NodeSubnetSource {
     /// The first of the sources below that has subnets for the node.

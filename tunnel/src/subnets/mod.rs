@@ -15,6 +15,7 @@
 
 pub mod watch;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use ipnet::IpNet;
@@ -146,27 +147,10 @@ pub fn from_calico_blocks<'a>(
     Ok(out)
 }
 
-/// What each source says about this node; `None`: not read (not asked for, or the API has
-/// no such kind).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
-    pub ovn_annotation: Option<Result<Vec<IpNet>, SubnetError>>,
-    pub host_subnet: Option<Result<Vec<IpNet>, SubnetError>>,
-    pub cilium_node: Option<Result<Vec<IpNet>, SubnetError>>,
-    pub calico_blocks: Option<Result<Vec<IpNet>, SubnetError>>,
-}
-
-impl Observed {
-    fn get(&self, source: NodeSubnetSource) -> Option<&Result<Vec<IpNet>, SubnetError>> {
-        match source {
-            NodeSubnetSource::OvnAnnotation => self.ovn_annotation.as_ref(),
-            NodeSubnetSource::HostSubnet => self.host_subnet.as_ref(),
-            NodeSubnetSource::CiliumNode => self.cilium_node.as_ref(),
-            NodeSubnetSource::CalicoBlocks => self.calico_blocks.as_ref(),
-            NodeSubnetSource::NodeSpec | NodeSubnetSource::Auto => None,
-        }
-    }
-}
+/// What each CNI source says about this node; a source absent from the map was not read
+/// (not asked for, or the API has no such kind). `nodeSpec` comes from the shared Node watch
+/// instead.
+pub type Observed = BTreeMap<NodeSubnetSource, Result<Vec<IpNet>, SubnetError>>;
 
 /// The subnets chosen, and where they came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +182,7 @@ pub fn choose(source: NodeSubnetSource, observed: &Observed, node_spec: &[IpNet]
     for &s in candidates {
         let subnets = match s {
             NodeSubnetSource::NodeSpec => node_spec.to_vec(),
-            _ => match observed.get(s) {
+            _ => match observed.get(&s) {
                 Some(Ok(v)) => v.clone(),
                 Some(Err(e)) => {
                     problems.push(e.clone());

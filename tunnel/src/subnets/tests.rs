@@ -136,21 +136,20 @@ fn auto_prefers_the_cni_record_over_node_spec_and_skips_broken_sources() {
         (spec.clone(), NodeSubnetSource::NodeSpec)
     );
 
-    let cilium = Observed {
-        cilium_node: Some(Ok(nets(&["10.0.1.0/24"]))),
-        ..Observed::default()
-    };
+    let cilium = Observed::from([(NodeSubnetSource::CiliumNode, Ok(nets(&["10.0.1.0/24"])))]);
     let c = choose(NodeSubnetSource::Auto, &cilium, &spec);
     assert_eq!(
         (c.subnets, c.from),
         (nets(&["10.0.1.0/24"]), NodeSubnetSource::CiliumNode)
     );
 
-    let broken_ovn = Observed {
-        ovn_annotation: Some(Err(field_err("Node n1", "x", "bad"))),
-        calico_blocks: Some(Ok(nets(&["10.244.1.0/26"]))),
-        ..Observed::default()
-    };
+    let broken_ovn = Observed::from([
+        (
+            NodeSubnetSource::OvnAnnotation,
+            Err(field_err("Node n1", "x", "bad")),
+        ),
+        (NodeSubnetSource::CalicoBlocks, Ok(nets(&["10.244.1.0/26"]))),
+    ]);
     let c = choose(NodeSubnetSource::Auto, &broken_ovn, &spec);
     assert_eq!(c.from, NodeSubnetSource::CalicoBlocks);
     assert_eq!(c.problems.len(), 1);

@@ -109,19 +109,6 @@ fn evaluate(
     }
 }
 
-fn slot(
-    observed: &mut Observed,
-    source: NodeSubnetSource,
-) -> Option<&mut Option<Result<Vec<ipnet::IpNet>, SubnetError>>> {
-    match source {
-        NodeSubnetSource::OvnAnnotation => Some(&mut observed.ovn_annotation),
-        NodeSubnetSource::HostSubnet => Some(&mut observed.host_subnet),
-        NodeSubnetSource::CiliumNode => Some(&mut observed.cilium_node),
-        NodeSubnetSource::CalicoBlocks => Some(&mut observed.calico_blocks),
-        NodeSubnetSource::NodeSpec | NodeSubnetSource::Auto => None,
-    }
-}
-
 /// Whether the API serves `kind` (its group/version lists the resource).
 async fn served(client: &Client, kind: Kind) -> bool {
     if kind.group.is_empty() {
@@ -186,12 +173,12 @@ async fn follow(client: Client, node: String, kind: Kind, tx: watch::Sender<Obse
         };
         if changed {
             let value = evaluate(kind, &node, &objects);
-            tx.send_if_modified(|o| match slot(o, kind.source) {
-                Some(s) if s.as_ref() != Some(&value) => {
-                    *s = Some(value.clone());
-                    true
+            tx.send_if_modified(|o| {
+                if o.get(&kind.source) == Some(&value) {
+                    return false;
                 }
-                _ => false,
+                o.insert(kind.source, value);
+                true
             });
         }
     }
