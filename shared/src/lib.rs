@@ -1,6 +1,6 @@
 //! Common library of Causeway: configuration, the cluster model, the sources that fill
 //! it (Kubernetes API or YAML files), the catalog snapshot consumers read, the sync
-//! runner, telemetry, and the shutdown signal.
+//! runner, telemetry, the shutdown signal, and running external tools with a deadline.
 
 pub mod catalog;
 pub mod config;
@@ -11,3 +11,4 @@ pub mod signal;
 pub mod source;
 pub mod sync_runner;
 pub mod telemetry;
+pub mod tool;
