@@ -274,7 +274,10 @@ mod tests {
             .run_blocking(&[], None)
             .unwrap_err();
         assert!(matches!(err, ToolError::Spawn { .. }), "{err}");
-        assert!(err.to_string().contains("/nonexistent/causeway-tool"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/causeway-tool"),
+            "{err}"
+        );
     }
 
     #[test]
