@@ -2,6 +2,7 @@
 //! on (forwarded names, unusual queries). Names in our zones are answered from the same
 //! pre-encoded index as the fast path, so both paths always agree.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use hickory_server::proto::op::{
 use hickory_server::proto::rr::{DNSClass, Record};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use ipnet::IpNet;
 
 use crate::forward::Forwarder;
 use crate::metrics::{Metrics, Proto, Zone};
@@ -25,19 +27,39 @@ pub struct Shared {
     pub index: Arc<ArcSwap<Index>>,
     pub forwarder: Forwarder,
     pub metrics: Metrics,
+    /// Sources whose queries for names outside our zones are forwarded.
+    allow_from: Vec<IpNet>,
     our_edns: Edns,
+    /// Our OPT record in a BADVERS answer: version 0, extended RCODE 1.
+    badvers_edns: Edns,
 }
 
 impl Shared {
-    pub fn new(index: Arc<ArcSwap<Index>>, forwarder: Forwarder, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        index: Arc<ArcSwap<Index>>,
+        forwarder: Forwarder,
+        metrics: Metrics,
+        allow_from: Vec<IpNet>,
+    ) -> Arc<Self> {
         let mut our_edns = Edns::new();
         our_edns.set_max_payload(wire::OUR_UDP_PAYLOAD);
+        let mut badvers_edns = our_edns.clone();
+        badvers_edns.set_rcode_high(ResponseCode::BADVERS.high());
         Arc::new(Self {
             index,
             forwarder,
             metrics,
+            allow_from,
             our_edns,
+            badvers_edns,
         })
+    }
+
+    /// True when queries from `src` may be forwarded (IPv4-mapped IPv6 sources, as a
+    /// dual-stack socket reports IPv4 clients, count as IPv4).
+    pub fn may_forward(&self, src: IpAddr) -> bool {
+        let src = src.to_canonical();
+        self.allow_from.iter().any(|net| net.contains(&src))
     }
 }
 
@@ -94,6 +116,18 @@ impl RequestHandler for DnsHandler {
             m
         };
         let (zone, sent) = 'answer: {
+            // RFC 6891 6.1.3: an OPT version we do not implement gets BADVERS, with our
+            // OPT (version 0) in the answer.
+            if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+                let mut builder = MessageResponseBuilder::from_message_request(request);
+                builder.edns(&shared.badvers_edns);
+                break 'answer (
+                    Zone::Invalid,
+                    response_handle
+                        .send_response(builder.build_no_records(reply_code(ResponseCode::BADVERS)))
+                        .await,
+                );
+            }
             if request.metadata.op_code != OpCode::Query {
                 break 'answer (
                     Zone::Invalid,
@@ -169,6 +203,17 @@ impl RequestHandler for DnsHandler {
                             ))
                             .await,
                     )
+                }
+                Lookup::NotOurs if !shared.may_forward(request.src().ip()) => {
+                    tracing::debug!(src = %request.src(), name = %qname, "refused: source not in dns.allowFrom");
+                    break 'answer (
+                        Zone::Forwarded,
+                        response_handle
+                            .send_response(
+                                builder.build_no_records(reply_code(ResponseCode::Refused)),
+                            )
+                            .await,
+                    );
                 }
                 Lookup::NotOurs => {
                     drop(index);

@@ -86,7 +86,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let first = IndexBuilder::new(process.config.clone())
         .build(&process.catalog.snapshot(), Instant::now());
     let index = Arc::new(ArcSwap::from_pointee(first));
-    let shared = Shared::new(index.clone(), forwarder, metrics.clone());
+    let allow_from = process.config.dns_allow_from();
+    let shared = Shared::new(index.clone(), forwarder, metrics.clone(), allow_from);
 
     // Bind everything before starting anything.
     let threads = args

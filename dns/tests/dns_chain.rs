@@ -115,6 +115,46 @@ fn cluster_dns_config(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// The lab: a namespace with the DNS servers' addresses and `more` on its loopback, and the
+/// stand-in cluster DNS running in it.
+fn lab_with_cluster_dns(tag: &str, more: &[&str]) -> (Netns, tempfile::TempDir, Guard) {
+    let lab = Netns::new(tag);
+    for ip in [CLUSTER_DNS, CAUSEWAY_DNS].iter().chain(more) {
+        lab.exec(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let nsd = lab.spawn(&[
+        "nsd",
+        "-d",
+        "-c",
+        cluster_dns_config(dir.path()).to_str().unwrap(),
+    ]);
+    (lab, dir, nsd)
+}
+
+/// causeway-dns's configuration in the lab: cluster a (this one, pods 192.0.2.0/24) and
+/// cluster b (pods 10.132.0.0/14), `upstreams` as given, `extra` lines added to `dns:`.
+fn causeway_config(upstreams: &str, extra: &str) -> String {
+    let fixtures = common::FIXTURES;
+    format!(
+        "cluster: a
+clusters:
+- name: a
+  podCIDRs: [192.0.2.0/24]
+  serviceCIDRs: [198.51.100.0/25]
+  source: {{file: {fixtures}/cluster-a.yaml}}
+- name: b
+  podCIDRs: [10.132.0.0/14]
+  serviceCIDRs: [198.51.100.128/25]
+  source: {{file: {fixtures}/cluster-b.yaml}}
+dns:
+  listen: [\"{CAUSEWAY_DNS}:53\"]
+  metricsListen: \"127.0.0.1:9153\"
+  upstreams: {upstreams}
+{extra}"
+    )
+}
+
 /// The pod's resolv.conf as kubelet writes it from `dnsConfig` under `dnsPolicy: None`.
 fn kubelet_resolv_conf(pod: &serde_json::Value) -> String {
     assert_eq!(pod["spec"]["dnsPolicy"], "None");
@@ -194,17 +234,7 @@ fn getent(ns: &Netns, name: &str) -> Option<String> {
 
 #[test]
 fn a_patched_pod_resolves_cluster_local_search_names_other_clusters_and_external_names() {
-    let lab = Netns::new("chain");
-    for ip in [CLUSTER_DNS, CAUSEWAY_DNS] {
-        lab.exec(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let _cluster_dns = lab.spawn(&[
-        "nsd",
-        "-d",
-        "-c",
-        cluster_dns_config(dir.path()).to_str().unwrap(),
-    ]);
+    let (lab, dir, _cluster_dns) = lab_with_cluster_dns("chain", &[]);
 
     // causeway-dns's own resolv.conf, as kubelet writes it for ClusterFirst in namespace
     // causeway; its Service IP is listed first, as a misconfigured node might.
@@ -217,25 +247,7 @@ fn a_patched_pod_resolves_cluster_local_search_names_other_clusters_and_external
         ),
     )
     .unwrap();
-    let fixtures = common::FIXTURES;
-    let config = format!(
-        "cluster: a
-clusters:
-- name: a
-  podCIDRs: [192.0.2.0/24]
-  serviceCIDRs: [198.51.100.0/25]
-  source: {{file: {fixtures}/cluster-a.yaml}}
-- name: b
-  podCIDRs: [10.132.0.0/14]
-  serviceCIDRs: [198.51.100.128/25]
-  source: {{file: {fixtures}/cluster-b.yaml}}
-dns:
-  listen: [\"{CAUSEWAY_DNS}:53\"]
-  metricsListen: \"127.0.0.1:9153\"
-  upstreams: {}
-",
-        upstream.display()
-    );
+    let config = causeway_config(&upstream.display().to_string(), "");
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, config).unwrap();
     let bin = env!("CARGO_BIN_EXE_causeway-dns");
@@ -295,4 +307,108 @@ dns:
         out.contains("ignoring upstream that is this server") && out.contains("192.0.2.54:53"),
         "the Service IP upstream is dropped as a loop:\n{out}"
     );
+}
+
+/// `dig` from `src` inside the lab: the status word and the first answer's data.
+fn dig(lab: &Netns, src: &str, args: &[&str]) -> (String, String) {
+    let mut argv = vec![
+        "dig",
+        "-b",
+        src,
+        "+tries=1",
+        "+time=2",
+        "+nocookie",
+        "@192.0.2.53",
+    ];
+    argv.extend_from_slice(args);
+    // Not `exec`: dig fails when nothing answers yet, and that is an answer here.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.0])
+        .args(&argv)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    let answer = out
+        .lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_default()
+        .to_string();
+    (status, answer)
+}
+
+/// Starts causeway-dns in the lab with `config` and waits until it answers cluster b's names.
+fn start_causeway(lab: &Netns, dir: &std::path::Path, config: &str) -> Guard {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let bin = env!("CARGO_BIN_EXE_causeway-dns");
+    let guard = lab.spawn(&[bin, "--config", path.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dig(lab, "127.0.0.1", &["web.demo.svc.cluster.b"]).0 != "NOERROR" {
+        assert!(Instant::now() < deadline, "causeway-dns does not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    guard
+}
+
+#[test]
+fn names_outside_our_zones_are_forwarded_only_for_the_clusters_and_loopback() {
+    // A pod address of cluster b, and an address in no cluster.
+    let (lab, dir, _cluster_dns) = lab_with_cluster_dns("acl", &["10.132.0.9", "203.0.113.9"]);
+    let upstreams = format!("[\"{CLUSTER_DNS}\"]");
+    let external = ["www.example.net"];
+
+    let dns = start_causeway(&lab, dir.path(), &causeway_config(&upstreams, ""));
+    let forwarded = ("NOERROR".to_string(), "203.0.113.80".to_string());
+    for src in ["10.132.0.9", CAUSEWAY_DNS, "127.0.0.1"] {
+        assert_eq!(
+            dig(&lab, src, &external),
+            forwarded,
+            "a query from {src} (a cluster's CIDR or loopback) is forwarded"
+        );
+    }
+    for proto in ["+notcp", "+tcp"] {
+        assert_eq!(
+            dig(&lab, "203.0.113.9", &[external[0], proto]).0,
+            "REFUSED",
+            "a query from an address in no cluster is not forwarded ({proto})"
+        );
+    }
+    let (status, answer) = dig(&lab, "203.0.113.9", &["web.demo.svc.cluster.b"]);
+    assert_eq!(status, "NOERROR", "our own zones answer every source");
+    assert!(answer.starts_with("198.51.100."), "{answer}");
+
+    // RFC 6891: an OPT version we do not implement gets BADVERS, on UDP and TCP.
+    for proto in ["+notcp", "+tcp"] {
+        for name in ["web.demo.svc.cluster.b", external[0]] {
+            assert_eq!(
+                dig(
+                    &lab,
+                    "127.0.0.1",
+                    &[name, "+edns=1", "+noednsnegotiation", proto]
+                )
+                .0,
+                "BADVERS",
+                "{name} with EDNS version 1 ({proto})"
+            );
+        }
+    }
+    assert_eq!(dig(&lab, "127.0.0.1", &[external[0], "+edns=0"]), forwarded);
+    drop(dns);
+
+    // An explicit list replaces the default.
+    let _dns = start_causeway(
+        &lab,
+        dir.path(),
+        &causeway_config(&upstreams, "  allowFrom: [203.0.113.0/24, 127.0.0.1/32]\n"),
+    );
+    assert_eq!(dig(&lab, "203.0.113.9", &external), forwarded);
+    assert_eq!(dig(&lab, "10.132.0.9", &external).0, "REFUSED");
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigDuration;
@@ -42,6 +43,10 @@ pub struct DnsConfig {
     pub local_first: bool,
     /// A cluster whose API has been unreachable this long leaves the merged zone's answers.
     pub drop_unreachable_after: ConfigDuration,
+    /// Source addresses whose queries for names outside our zones are forwarded; others
+    /// get REFUSED for those names (no open resolver). Unset: every configured cluster's
+    /// pod and service CIDRs plus loopback ([`super::Config::dns_allow_from`]).
+    pub allow_from: Option<Vec<IpNet>>,
 }
 
 impl Default for DnsConfig {
@@ -55,6 +60,7 @@ impl Default for DnsConfig {
             clusterset_alias: false,
             local_first: true,
             drop_unreachable_after: ConfigDuration::secs(300),
+            allow_from: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod dns;
 mod duration;
+mod lenient;
 pub mod proxy;
 pub mod readiness;
 pub mod tunnel;
@@ -24,7 +25,7 @@ pub use self::tunnel::{EndpointMode, NodeSubnetSource, StaticPeer, SteeringMode,
 pub use duration::{ConfigDuration, parse_duration};
 
 /// The file as written (after serde, before validation).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileConfig {
     pub cluster: String,
@@ -40,7 +41,7 @@ pub struct FileConfig {
 }
 
 /// One entry of `clusters:` as written.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileCluster {
     pub name: String,
@@ -114,6 +115,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Who may have names outside our zones forwarded: `dns.allowFrom` when set, else
+    /// every configured cluster's pod and service CIDRs plus loopback.
+    pub fn dns_allow_from(&self) -> Vec<IpNet> {
+        if let Some(list) = &self.dns.allow_from {
+            return list.clone();
+        }
+        let loopback = ["127.0.0.0/8", "::1/128"].map(|n| n.parse().expect("a valid CIDR"));
+        self.clusters
+            .iter()
+            .flat_map(|c| c.pod_cidrs.iter().chain(&c.service_cidrs))
+            .copied()
+            .chain(loopback)
+            .collect()
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
@@ -127,11 +143,37 @@ impl Config {
     /// Parses and validates configuration text; `path` names it in errors and anchors
     /// relative paths.
     pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: FileConfig = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        let typed = serde_saphyr::from_str::<FileConfig>(text);
+        let first = match typed {
+            Ok(file) => return validate(path, file),
+            Err(e) => e.to_string(),
+        };
+        // A syntax error stops here; a field error is looked for again, with every other
+        // problem of the file, field by field.
+        let Ok(tree) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: first,
+            });
+        };
+        let read = lenient::read(tree);
+        if read.problems.is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: first,
+            });
+        }
+        let mut problems = read.problems;
+        if let Err(ConfigError::Invalid { problems: more, .. }) = validate(path, read.file) {
+            problems.extend(more.into_iter().filter(|p| {
+                !read.clusters_incomplete
+                    || !matches!(p, Problem::NoClusters | Problem::UnknownLocalCluster { .. })
+            }));
+        }
+        Err(ConfigError::Invalid {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        validate(path, file)
+            problems,
+        })
     }
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
@@ -165,10 +207,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The file is not valid YAML for the schema (syntax, type or unknown field).
+    /// The file is not valid YAML.
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    /// The file parsed, but some values are unusable.
+    /// Some fields are unknown or their values unusable: every one of them, each naming
+    /// its field.
     #[error("{}: invalid configuration:{}", path.display(), Problems(problems))]
     Invalid {
         path: PathBuf,

@@ -88,9 +88,88 @@ fn unknown_field_is_rejected_with_its_name() {
     );
     let err = load(&text).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
+    assert!(matches!(err, ConfigError::Invalid { .. }), "{msg}");
     assert!(msg.contains("/etc/causeway/config.yaml"), "{msg}");
     assert!(msg.contains("podCIDR"), "{msg}");
+    assert!(
+        msg.contains("clusters[2].podCIDR: unknown field"),
+        "the field path: {msg}"
+    );
+}
+
+#[test]
+fn three_mistakes_in_three_places_are_named_together() {
+    // An unknown key, a bad duration and overlapping CIDRs: all three, each by its path.
+    let text = GOOD
+        .replace("dns: {}", "dns: { tll: 5 }")
+        .replace("proxy: {}", "proxy: { fullResyncInterval: 5 parsecs }")
+        .replace("10.136.0.0/14", "10.128.0.0/16");
+    let err = load(&text).unwrap_err();
+    let msg = err.to_string();
+    let problems = err.problems();
+    assert_eq!(problems.len(), 3, "{msg}");
+    assert!(
+        matches!(&problems[0], Problem::InvalidValue { field, reason }
+            if field == "dns.tll" && reason.contains("unknown field")),
+        "{msg}"
+    );
+    assert!(
+        matches!(&problems[1], Problem::InvalidValue { field, reason }
+            if field == "proxy.fullResyncInterval" && reason.contains("parsecs")),
+        "{msg}"
+    );
+    assert!(
+        matches!(&problems[2], Problem::Overlap { a_cluster, b_cluster, .. }
+            if a_cluster == "a" && b_cluster == "c"),
+        "{msg}"
+    );
+    // One prefix per message: the file once, then one line a problem.
+    assert_eq!(msg.matches("/etc/causeway/config.yaml").count(), 1, "{msg}");
+    assert_eq!(msg.lines().count(), 4, "{msg}");
+}
+
+#[test]
+fn every_bad_field_of_one_section_and_of_a_cluster_is_named() {
+    let text = GOOD
+        .replace(
+            "tunnel: {}",
+            "tunnel: { mtu: big, steering: ovz, ovsBrige: br0, ovsBridge: br1 }",
+        )
+        .replace(
+            "source: { file: clusters/c.yaml }",
+            "source: { fil: c.yaml }",
+        );
+    let mut fields: Vec<String> = problems(&text)
+        .iter()
+        .map(|p| match p {
+            Problem::InvalidValue { field, .. } => field.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "clusters[2].source",
+            "tunnel.mtu",
+            "tunnel.ovsBrige",
+            "tunnel.steering",
+        ],
+        "a good field beside bad ones is no problem"
+    );
+}
+
+#[test]
+fn scalars_that_look_like_numbers_are_still_strings_where_a_string_is_expected() {
+    // A field error elsewhere sends the file down the field-by-field path; `interface: 0`
+    // must still read as the string "0" there, as it does in the typed parse.
+    let text = GOOD.replace("proxy: {}", "proxy: { interface: 0, nftShards: many }");
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        matches!(&problems[0], Problem::InvalidValue { field, .. } if field == "proxy.nftShards"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -299,7 +378,10 @@ fn tunnel_steering_and_rotation_fields() {
     assert_eq!(defaults.ovs_port, None);
     assert_eq!(defaults.rotate_interval, ConfigDuration::secs(0));
     let typo = GOOD.replace("tunnel: {}", "tunnel: { ovsBrige: br0 }");
-    assert!(matches!(load(&typo), Err(ConfigError::Parse { .. })));
+    assert!(matches!(
+        &problems(&typo)[..],
+        [Problem::InvalidValue { field, .. }] if field == "tunnel.ovsBrige"
+    ));
 }
 
 #[test]
@@ -318,8 +400,8 @@ fn readiness_section_defaults_and_names_its_field() {
     let text = format!("{GOOD}readiness: {{ remoteSyncTimeout: 5 parsecs }}\n");
     let err = load(&text).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ConfigError::Parse { .. }), "{msg}");
-    assert!(msg.contains("remoteSyncTimeout"), "{msg}");
+    assert!(matches!(err, ConfigError::Invalid { .. }), "{msg}");
+    assert!(msg.contains("readiness.remoteSyncTimeout: "), "{msg}");
     let text = format!("{GOOD}readiness: {{ remoteSyncTimout: 5s }}\n");
     let msg = load(&text).unwrap_err().to_string();
     assert!(msg.contains("remoteSyncTimout"), "{msg}");
