@@ -386,3 +386,48 @@ impl Backend for NftBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::testdata::CLUSTER_B;
+
+    #[test]
+    fn a_wedged_nft_writer_is_killed_at_its_deadline() {
+        // An `nft` that never finishes.
+        let dir = tempfile::tempdir().unwrap();
+        let nft = dir.path().join("nft");
+        std::fs::write(&nft, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut backend = NftBackend::new("causeway")
+            .writer(Writer::Nft)
+            .nft_program(nft.display().to_string())
+            .nft_timeout(Duration::from_millis(300));
+        // A partial apply against a known record: no listing (no netlink) first.
+        backend.known = Some(Tables::new());
+        let desired = render::tests::desired(CLUSTER_B);
+        let started = Instant::now();
+        let err = backend
+            .apply(&desired, Some(&DesiredState::default()))
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        assert!(
+            matches!(
+                err,
+                BackendError::Nft(NftError::Nft {
+                    what: "apply",
+                    source: ToolError::Timeout { .. }
+                })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("killed"), "{err}");
+        assert!(
+            backend.known.is_none(),
+            "after a failure the next apply lists the kernel first"
+        );
+    }
+}
