@@ -20,11 +20,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use causeway_nfnl::Batch;
 use causeway_proxy::backend::nft::{
     Layout, Tables, ops, render_full, render_full_into, render_partial,
 };
 use causeway_proxy::drain::Drains;
-use causeway_proxy::nfnl::Batch;
 use causeway_proxy::plan::{PlanSettings, Planner, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus};
 use causeway_shared::source::{ObjectCache, parse_objects};
@@ -628,8 +628,8 @@ fn part2(services: usize, writer: &str, source: &str) {
 /// Kernel time of one full-sync transaction of `n` services into an empty namespace,
 /// with statements left out of the rendered rules (what each kind of expression costs).
 fn kernel_variants(n: usize) {
+    use causeway_nfnl::NfSocket;
     use causeway_proxy::backend::nft::ops::{Op, Stmt};
-    use causeway_proxy::nfnl::NfSocket;
     let cat = Catalog::new(["a", "c1"], "a");
     let (data, _) = parse_objects(&cluster_yaml(0, n, None)).unwrap();
     let synced = ClusterStatus {

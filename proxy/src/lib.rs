@@ -6,7 +6,6 @@
 //! - [`names`]: deterministic, length-safe nftables names;
 //! - [`backend`]: the kernel interface, with [`backend::nft`], [`backend::ipvs`] and a fake;
 //! - [`ipvs`]: the generic-netlink IPVS client;
-//! - [`nfnl`]: nf_tables transactions over netlink (what `nft -f` sends, without `nft`);
 //! - [`drain`]: graceful termination of removed real servers;
 //! - [`aliases`]: VIPs as addresses on the interface;
 //! - [`sync`]: the rate-limited sync loop and its metrics ([`metrics`]);
@@ -19,7 +18,6 @@ pub mod drain;
 pub mod ipvs;
 pub mod metrics;
 pub mod names;
-pub mod nfnl;
 pub mod plan;
 pub mod sync;
 #[cfg(test)]

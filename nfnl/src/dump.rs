@@ -1,11 +1,14 @@
-//! Reading nf_tables objects back: chains, sets and rules of one table, through
-//! `NFT_MSG_GET…` dumps, parsed as far as the backend needs (names, a rule's comment and
-//! counter). `nft -j list table` gives the same at 10,000 services in seconds, most of
-//! them spent printing JSON; a dump takes the kernel's share only.
+//! Reading nf_tables objects back: tables, and the chains, sets and rules of one table,
+//! through `NFT_MSG_GET…` dumps, parsed as far as a program reading back its own tables
+//! needs (names, a rule's comment and counter). `nft -j list table` gives the same at
+//! 10,000 services in seconds, most of them spent printing JSON; a dump takes the
+//! kernel's share only.
 
-use super::{NfSocket, NfnlError, attributes, c_string, string_attr};
+use crate::error::NfnlError;
+use crate::parse::{attributes, c_string, string_attr};
+use crate::socket::NfSocket;
 
-pub(crate) const GETTABLE: u16 = 1;
+const GETTABLE: u16 = 1;
 const GETCHAIN: u16 = 4;
 const GETRULE: u16 = 7;
 const GETSET: u16 = 10;
@@ -21,6 +24,23 @@ pub struct ListedRule {
 }
 
 impl NfSocket {
+    /// Every nf_tables table of the namespace: `(family, name)` (`NFT_MSG_GETTABLE` dump;
+    /// tables only, so cheap however many rules they hold).
+    pub fn tables(&mut self) -> Result<Vec<(u8, String)>, NfnlError> {
+        let mut out = Vec::new();
+        self.dump(
+            GETTABLE,
+            0,
+            |_| {},
+            |family, attrs| {
+                if let Some(name) = string_attr(attrs, 1) {
+                    out.push((family, name));
+                }
+            },
+        )?;
+        Ok(out)
+    }
+
     /// Every chain of `family`: `(table, chain)`. Chain dumps take no table filter, so
     /// one dump serves every table.
     pub fn chains(&mut self, family: u8) -> Result<Vec<(String, String)>, NfnlError> {
@@ -130,7 +150,7 @@ fn comment(mut udata: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nfnl::msg::Buffer;
+    use crate::msg::Buffer;
 
     #[test]
     fn a_rule_reads_as_its_chain_comment_and_first_counter() {

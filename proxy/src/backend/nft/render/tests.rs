@@ -2,16 +2,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use ipnet::IpNet;
+
 use super::*;
+use crate::backend::nft::layout::{TableObjects, Tables};
+use crate::backend::nft::ops;
 use crate::plan::{PlanSettings, plan};
 use crate::testdata::{CLUSTER_B, catalog_with, snapshot};
 
 /// Two service tables keep the golden files short.
-fn layout() -> Layout {
+pub(in crate::backend::nft) fn layout() -> Layout {
     Layout::new("causeway", 2)
 }
 
-fn desired(yaml: &str) -> DesiredState {
+pub(in crate::backend::nft) fn desired(yaml: &str) -> DesiredState {
     plan(
         &catalog_with(yaml).snapshot(),
         &PlanSettings {
@@ -66,7 +70,7 @@ async fn golden_full_ruleset() {
         std::fs::write(
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/src/backend/nft/golden_full.nft.new"
+                "/src/backend/nft/render/golden_full.nft.new"
             ),
             &text,
         )
@@ -94,7 +98,7 @@ async fn golden_partial_update() {
         std::fs::write(
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/src/backend/nft/golden_partial.nft.new"
+                "/src/backend/nft/render/golden_partial.nft.new"
             ),
             &text,
         )
@@ -106,69 +110,6 @@ async fn golden_partial_update() {
         [],
         "no change, no command"
     );
-}
-
-#[test]
-fn listing_round_trips_through_comments() {
-    let d = desired(CLUSTER_B);
-    // What the dumps read, reduced to what the parser uses.
-    let l = layout();
-    let rule = |chain: &str, comment: &str, packets| ListedRule {
-        chain: chain.into(),
-        comment: Some(comment.into()),
-        packets: Some(packets),
-    };
-    let mut listing = Listing::default();
-    // Another program's table with a look-alike comment is not ours.
-    listing
-        .tables
-        .insert("other".into(), TableObjects::default());
-    listing.rules.push((
-        "other".into(),
-        rule(
-            "x",
-            "cw:svc vs=zzzzzzzz key=tcp/192.0.2.99/80 sched=rr aff=0",
-            1,
-        ),
-    ));
-    for (k, vs) in &d.services {
-        let t = l.table_of(k);
-        let chain = names::service_chain(k, &vs.origin);
-        let objects = listing.tables.entry(t.clone()).or_default();
-        objects.chains.insert(chain.clone());
-        listing
-            .rules
-            .push((t.clone(), rule(&chain, &svc_comment(k, vs), 3)));
-        for (r, w) in &vs.reals {
-            // A real server of weight w has w slot rules (and an affinity rule).
-            for _ in 0..(*w).max(1) + u32::from(vs.affinity.is_some()) {
-                let comment = format!("cw:ep vs={} w={w} to={r}", names::vs_hash(k));
-                listing.rules.push((t.clone(), rule(&chain, &comment, 1)));
-            }
-        }
-    }
-    // Rules without a comment (dispatch) or counter are skipped or count nothing.
-    listing.rules.push((
-        l.table_of(d.services.keys().next().unwrap()),
-        ListedRule {
-            chain: "services".into(),
-            ..Default::default()
-        },
-    ));
-    let (state, tables) = parse_listing(&l, &listing);
-    let chains: usize = tables.values().map(|t| t.chains.len()).sum();
-    assert_eq!(chains, d.services.len());
-    assert!(!tables.contains_key("other"));
-    let back = state.to_desired(|_| None);
-    assert_eq!(back, d);
-    assert!(state.services.values().all(|s| s.stats.conns == 3));
-    // Each real's counter is the sum over its rules.
-    for (k, vs) in &d.services {
-        for (r, w) in &vs.reals {
-            let rules = (*w).max(1) + u32::from(vs.affinity.is_some());
-            assert_eq!(state.services[k].reals[r].stats.conns, u64::from(rules));
-        }
-    }
 }
 
 #[test]
