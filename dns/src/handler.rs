@@ -104,9 +104,16 @@ impl RequestHandler for DnsHandler {
         } else {
             Proto::Tcp
         };
+        // RFC 6891 6.1.3: an OPT version we do not implement gets BADVERS, with our OPT
+        // (version 0, extended RCODE 1) in the answer.
+        let badvers = request.edns.as_ref().is_some_and(|e| e.version() > 0);
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if request.edns.is_some() {
-            builder.edns(&shared.our_edns);
+            builder.edns(if badvers {
+                &shared.badvers_edns
+            } else {
+                &shared.our_edns
+            });
         }
         let mut meta = Metadata::response_from_request(&request.metadata);
         meta.recursion_available = true;
@@ -116,11 +123,7 @@ impl RequestHandler for DnsHandler {
             m
         };
         let (zone, sent) = 'answer: {
-            // RFC 6891 6.1.3: an OPT version we do not implement gets BADVERS, with our
-            // OPT (version 0) in the answer.
-            if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-                let mut builder = MessageResponseBuilder::from_message_request(request);
-                builder.edns(&shared.badvers_edns);
+            if badvers {
                 break 'answer (
                     Zone::Invalid,
                     response_handle

@@ -5,7 +5,11 @@
 //! 198.51.100.0/24 and 2001:db8:10::/64.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::plan::{DesiredState, PlanSettings, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus, Snapshot};
 use causeway_shared::source::parse_objects;
 
@@ -110,4 +114,16 @@ pub fn catalog_with(b: &str) -> Arc<Catalog> {
 
 pub fn snapshot() -> Arc<Snapshot> {
     catalog_with(CLUSTER_B).snapshot()
+}
+
+/// The planned state for `b` given as `yaml`, with stale rules expiring at once.
+pub fn desired(b: &str) -> DesiredState {
+    plan(
+        &catalog_with(b).snapshot(),
+        &PlanSettings {
+            stale_rules_expiry: Duration::ZERO,
+        },
+        Instant::now(),
+    )
+    .desired
 }

@@ -1,22 +1,6 @@
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use super::*;
 use crate::backend::FAKE_HEADER;
-use crate::plan::{PlanSettings, plan};
-use crate::testdata::{CLUSTER_B, catalog_with};
-
-fn desired(yaml: &str) -> DesiredState {
-    plan(
-        &catalog_with(yaml).snapshot(),
-        &PlanSettings {
-            stale_rules_expiry: Duration::ZERO,
-        },
-        Instant::now(),
-    )
-    .desired
-}
+use crate::testdata::{CLUSTER_B, desired};
 
 fn ops_text(ops: &[IpvsOp]) -> String {
     ops.iter().map(|o| format!("{o}\n")).collect()

@@ -408,7 +408,7 @@ mod tests {
             .nft_timeout(Duration::from_millis(300));
         // A partial apply against a known record: no listing (no netlink) first.
         backend.known = Some(Tables::new());
-        let desired = render::tests::desired(CLUSTER_B);
+        let desired = crate::testdata::desired(CLUSTER_B);
         let started = Instant::now();
         let err = backend
             .apply(&desired, Some(&DesiredState::default()))

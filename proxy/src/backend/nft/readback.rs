@@ -164,9 +164,10 @@ pub fn list(socket: &mut NfSocket, layout: &Layout) -> Result<Listing, NfnlError
 mod tests {
     use super::*;
     use crate::backend::nft::render::svc_comment;
-    use crate::backend::nft::render::tests::{desired, layout};
+    use crate::backend::nft::render::tests::layout;
     use crate::names;
     use crate::testdata::CLUSTER_B;
+    use crate::testdata::desired;
 
     #[test]
     fn listing_round_trips_through_comments() {

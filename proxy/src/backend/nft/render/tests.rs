@@ -1,29 +1,13 @@
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use ipnet::IpNet;
 
 use super::*;
 use crate::backend::nft::layout::{TableObjects, Tables};
 use crate::backend::nft::ops;
-use crate::plan::{PlanSettings, plan};
-use crate::testdata::{CLUSTER_B, catalog_with, snapshot};
+use crate::testdata::{CLUSTER_B, desired, snapshot};
 
 /// Two service tables keep the golden files short.
 pub(in crate::backend::nft) fn layout() -> Layout {
     Layout::new("causeway", 2)
-}
-
-pub(in crate::backend::nft) fn desired(yaml: &str) -> DesiredState {
-    plan(
-        &catalog_with(yaml).snapshot(),
-        &PlanSettings {
-            stale_rules_expiry: Duration::ZERO,
-        },
-        Instant::now(),
-    )
-    .desired
 }
 
 /// Replaces the 8-character hashes so the golden text reads well and survives no
