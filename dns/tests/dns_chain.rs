@@ -11,76 +11,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use causeway_dns::webhook::patch::{self, Decision, Match, PatchSettings};
+use causeway_tests::netns::{ChildGuard, Netns};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 const CLUSTER_DNS: &str = "192.0.2.10";
 const CAUSEWAY_DNS: &str = "192.0.2.53";
-
-/// A network namespace with its resolv.conf directory, removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("cwdc-{}-{tag}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        run("ip", &["netns", "add", &name]);
-        let ns = Self(name);
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, argv: &[&str]) -> String {
-        let mut all = vec!["netns", "exec", &self.0];
-        all.extend_from_slice(argv);
-        run("ip", &all)
-    }
-
-    fn spawn(&self, argv: &[&str]) -> Guard {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        Guard(child)
-    }
-
-    fn etc(&self) -> std::path::PathBuf {
-        std::path::Path::new("/etc/netns").join(&self.0)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.etc());
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().expect(program);
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// NSD as the cluster's DNS: `cluster.local` (what CoreDNS answers from the API) and
 /// `example.net` (what it forwards to the internet).
@@ -117,19 +57,31 @@ fn cluster_dns_config(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// The lab: a namespace with the DNS servers' addresses and `more` on its loopback, and the
 /// stand-in cluster DNS running in it.
-fn lab_with_cluster_dns(tag: &str, more: &[&str]) -> (Netns, tempfile::TempDir, Guard) {
-    let lab = Netns::new(tag);
+fn lab_with_cluster_dns(tag: &str, more: &[&str]) -> (Netns, tempfile::TempDir, ChildGuard) {
+    let lab = Netns::new(tag).unwrap();
     for ip in [CLUSTER_DNS, CAUSEWAY_DNS].iter().chain(more) {
-        lab.exec(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        lab.exec("ip", &["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let nsd = lab.spawn(&[
+    let nsd = spawn_quiet(
+        &lab,
         "nsd",
-        "-d",
-        "-c",
-        cluster_dns_config(dir.path()).to_str().unwrap(),
-    ]);
+        &["-d", "-c", cluster_dns_config(dir.path()).to_str().unwrap()],
+    );
     (lab, dir, nsd)
+}
+
+/// Starts a server inside, its stdout dropped and its stderr shown with the test's output
+/// (never piped: nothing would drain the pipe).
+fn spawn_quiet(lab: &Netns, program: &str, args: &[&str]) -> ChildGuard {
+    ChildGuard::spawn(
+        lab.command(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .unwrap()
 }
 
 /// causeway-dns's configuration in the lab: cluster a (this one, pods 192.0.2.0/24) and
@@ -219,10 +171,7 @@ fn patched_pod() -> serde_json::Value {
 }
 
 fn getent(ns: &Netns, name: &str) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "getent", "hosts", name])
-        .output()
-        .unwrap();
+    let out = ns.command("getent").args(["hosts", name]).output().unwrap();
     out.status.success().then(|| {
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
@@ -251,19 +200,20 @@ fn a_patched_pod_resolves_cluster_local_search_names_other_clusters_and_external
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, config).unwrap();
     let bin = env!("CARGO_BIN_EXE_causeway-dns");
-    let mut causeway = Command::new("ip");
-    causeway
-        .args(["netns", "exec", &lab.0, bin, "--config"])
-        .arg(&config_path)
-        .env("CAUSEWAY_DNS_SERVICE_HOST", "192.0.2.54")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = Guard(causeway.spawn().unwrap());
+    let child = ChildGuard::spawn(
+        lab.command(bin)
+            .arg("--config")
+            .arg(&config_path)
+            .env("CAUSEWAY_DNS_SERVICE_HOST", "192.0.2.54")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
 
     // The pod's resolv.conf, where `ip netns exec` mounts it over /etc/resolv.conf.
-    std::fs::create_dir_all(lab.etc()).unwrap();
+    std::fs::create_dir_all(lab.etc_dir()).unwrap();
     std::fs::write(
-        lab.etc().join("resolv.conf"),
+        lab.etc_dir().join("resolv.conf"),
         kubelet_resolv_conf(&patched_pod()),
     )
     .unwrap();
@@ -299,10 +249,7 @@ fn a_patched_pod_resolves_cluster_local_search_names_other_clusters_and_external
         "an external name through the cluster DNS"
     );
 
-    let _ = child.0.kill();
-    let _ = child.0.wait();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut out).unwrap();
+    let out = child.kill_for_stderr();
     assert!(
         out.contains("ignoring upstream that is this server") && out.contains("192.0.2.54:53"),
         "the Service IP upstream is dropped as a loop:\n{out}"
@@ -322,11 +269,7 @@ fn dig(lab: &Netns, src: &str, args: &[&str]) -> (String, String) {
     ];
     argv.extend_from_slice(args);
     // Not `exec`: dig fails when nothing answers yet, and that is an answer here.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.0])
-        .args(&argv)
-        .output()
-        .unwrap();
+    let out = lab.command(argv[0]).args(&argv[1..]).output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
     let status = out
         .split("status: ")
@@ -345,11 +288,11 @@ fn dig(lab: &Netns, src: &str, args: &[&str]) -> (String, String) {
 }
 
 /// Starts causeway-dns in the lab with `config` and waits until it answers cluster b's names.
-fn start_causeway(lab: &Netns, dir: &std::path::Path, config: &str) -> Guard {
+fn start_causeway(lab: &Netns, dir: &std::path::Path, config: &str) -> ChildGuard {
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
     let bin = env!("CARGO_BIN_EXE_causeway-dns");
-    let guard = lab.spawn(&[bin, "--config", path.to_str().unwrap()]);
+    let guard = spawn_quiet(lab, bin, &["--config", path.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while dig(lab, "127.0.0.1", &["web.demo.svc.cluster.b"]).0 != "NOERROR" {
         assert!(Instant::now() < deadline, "causeway-dns does not answer");

@@ -67,7 +67,7 @@ fn choose_backend(config: &Config, owner: &Owner) -> anyhow::Result<Box<dyn Back
         ProxyBackend::Ipvs => Box::new(ipvs().context("proxy.backend: ipvs")?),
         ProxyBackend::Auto => match ipvs() {
             Ok(b) => Box::new(b),
-            Err(IpvsBackendError::Client(causeway_proxy::ipvs::Error::NotAvailable)) => {
+            Err(IpvsBackendError::Client(causeway_ipvs::Error::NotAvailable)) => {
                 tracing::info!("no IPVS in this kernel; using nftables");
                 nft()
             }

@@ -116,6 +116,13 @@ pub fn snapshot() -> Arc<Snapshot> {
     catalog_with(CLUSTER_B).snapshot()
 }
 
+/// The planner settings the tests plan with: stale rules expire after a minute.
+pub fn plan_settings() -> PlanSettings {
+    PlanSettings {
+        stale_rules_expiry: Duration::from_secs(60),
+    }
+}
+
 /// The planned state for `b` given as `yaml`, with stale rules expiring at once.
 pub fn desired(b: &str) -> DesiredState {
     plan(

@@ -1,5 +1,5 @@
 //! The IPVS backend: the planner's desired state onto the kernel's IPVS through
-//! [`crate::ipvs::IpvsClient`].
+//! [`causeway_ipvs::IpvsClient`].
 //!
 //! Without a previous state (start, periodic resync, after a failure) it lists what the
 //! kernel has and applies the difference: nothing is flushed, so a restart adopts the
@@ -17,7 +17,7 @@ use causeway_shared::model::Protocol;
 use super::{
     ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
 };
-use crate::ipvs::{self as client, Forward, IpvsClient, RealServer, VirtualService};
+use causeway_ipvs::{self as client, Forward, IpvsClient, RealServer, VirtualService};
 use crate::plan::{DesiredState, VirtualServer, VsKey};
 
 /// Why the IPVS backend failed.

@@ -3,7 +3,7 @@ use prometheus_client::registry::Registry;
 
 use super::*;
 use crate::backend::FakeBackend;
-use crate::debug::{View, render_ipvsadm};
+use crate::backend::ipvsadm::{View, render_ipvsadm};
 use crate::testdata::{CLUSTER_B, catalog_with};
 
 fn syncer(

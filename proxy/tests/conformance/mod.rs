@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use causeway_proxy::backend::{Backend, FakeBackend, Header, KernelState};
-use causeway_proxy::debug::{View, render_ipvsadm};
+use causeway_proxy::backend::ipvsadm::{View, render_ipvsadm};
 use causeway_proxy::plan::{DesiredState, Origin, VirtualServer, VsKey};
 use causeway_shared::model::{Protocol, ServiceKey};
 

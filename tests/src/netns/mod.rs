@@ -50,6 +50,12 @@ impl Netns {
         &self.name
     }
 
+    /// `/etc/netns/NAME`: files put here (a `resolv.conf`, say) are what `ip netns exec`
+    /// mounts over their `/etc` namesakes for commands run inside. Removed on drop.
+    pub fn etc_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.name)
+    }
+
     /// A command that runs `program` inside (`ip netns exec NAME program`), for callers that
     /// set their own environment and output; [`ChildGuard::spawn`] starts it guarded.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
@@ -117,6 +123,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.etc_dir());
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();

@@ -102,7 +102,7 @@ fn kernel_listing_converts_with_counters() {
     };
     let state = kernel_state(Some(info), &[entry]);
     assert_eq!(
-        crate::debug::render_ipvsadm(&state, Default::default()),
+        crate::backend::ipvsadm::render_ipvsadm(&state, Default::default()),
         "\
 IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
@@ -112,9 +112,9 @@ UDP  192.0.2.53:53 rr persistent 600
 "
     );
     assert_eq!(
-        crate::debug::render_ipvsadm(
+        crate::backend::ipvsadm::render_ipvsadm(
             &state,
-            crate::debug::View {
+            crate::backend::ipvsadm::View {
                 stats: true,
                 explain: false
             }

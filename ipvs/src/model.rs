@@ -48,7 +48,7 @@ impl fmt::Display for Protocol {
 }
 
 /// A virtual service: protocol, address and port (firewall-mark services are not
-/// modelled; Causeway never creates them and [`crate::ipvs::IpvsClient::list_services`]
+/// modelled; Causeway never creates them and [`crate::IpvsClient::list_services`]
 /// skips them).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct VirtualService {

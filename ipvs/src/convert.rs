@@ -239,7 +239,7 @@ mod tests {
     //! Test addresses: 192.0.2.0/24 and 2001:db8::/32 (RFC 5737 / 3849).
 
     use super::*;
-    use crate::ipvs::message::{AF_INET, AF_INET6, Counter};
+    use crate::message::{AF_INET, AF_INET6, Counter};
 
     fn v4() -> VirtualService {
         VirtualService::new(Protocol::Udp, "192.0.2.1".parse().unwrap(), 53, "wrr")

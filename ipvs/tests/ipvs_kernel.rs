@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::Instant;
 
-use causeway_proxy::ipvs::{
+use causeway_ipvs::{
     Error, Forward, IpvsClient, Protocol, RealServer, ServiceEntry, VirtualService,
 };
 use causeway_tests::kernel_vm;

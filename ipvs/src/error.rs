@@ -216,7 +216,7 @@ mod tests {
     //! Test addresses: 192.0.2.0/24 (RFC 5737).
 
     use super::*;
-    use crate::ipvs::model::{Forward, Protocol};
+    use crate::model::{Forward, Protocol};
 
     fn svc() -> VirtualService {
         VirtualService::new(Protocol::Tcp, "192.0.2.1".parse().unwrap(), 80, "nosuch")

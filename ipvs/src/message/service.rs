@@ -56,7 +56,7 @@ pub enum ServiceAttr {
     /// `IPVS_SVC_ATTR_NETMASK` (4 bytes), kept raw. The kernel reads it with
     /// `nla_get_be32`: for IPv4 it is the persistence netmask in network order; for
     /// IPv6 the kernel casts it back to a host-order prefix length, so ipvsadm writes
-    /// e.g. 128 in host order. See [`crate::ipvs::VirtualService`] for the conversion.
+    /// e.g. 128 in host order. See [`crate::VirtualService`] for the conversion.
     Netmask([u8; 4]),
     /// `IPVS_SVC_ATTR_STATS` (nested, 32-bit counters but 64-bit byte counts).
     Stats(Vec<StatsAttr>),

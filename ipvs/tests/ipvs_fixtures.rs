@@ -13,10 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use causeway_proxy::ipvs::message::{
+use causeway_ipvs::message::{
     AF_INET, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, ServiceFlags,
 };
-use causeway_proxy::ipvs::{Forward, Protocol, RealServer, VirtualService, request};
+use causeway_ipvs::{Forward, Protocol, RealServer, VirtualService, request};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::{
     GenlMessage,

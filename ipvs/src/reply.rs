@@ -81,7 +81,7 @@ mod tests {
     use std::num::NonZeroI32;
 
     use super::*;
-    use crate::ipvs::message::{IpvsAttr, IpvsCmd, IpvsMessage};
+    use crate::message::{IpvsAttr, IpvsCmd, IpvsMessage};
 
     type Msg = GenlMessage<IpvsMessage>;
     const FAMILY: u16 = 0x20;
