@@ -8,7 +8,7 @@
 //! dropped (fail closed), and the next start attaches its queues to the same device.
 //!
 //! Offloads: with `IFF_VNET_HDR` every read and write starts with a `virtio_net_hdr` (see
-//! `offload.rs`), and `TUNSETOFFLOAD` tells the kernel what we can finish ourselves: checksums
+//! `offload/`), and `TUNSETOFFLOAD` tells the kernel what we can finish ourselves: checksums
 //! (`TUN_F_CSUM`), TCP segmentation (`TUN_F_TSO4/6`: reads of up to 64 KiB TCP segments) and, on
 //! kernels since 6.2, UDP segmentation (`TUN_F_USO4/6`). The TUN device then also accepts
 //! large coalesced TCP packets on write. `IFF_VNET_HDR` is a device-wide flag that every queue
