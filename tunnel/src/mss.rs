@@ -92,8 +92,6 @@ impl Nft for NftCli {
     }
 }
 
-pub use crate::fakenft::FakeNft;
-
 /// Keeps the clamp for one interface, applying only when it changes (or on a full sync).
 pub struct MssClamp {
     nft: std::sync::Arc<dyn Nft>,
@@ -131,6 +129,7 @@ impl MssClamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fakenft::FakeNft;
 
     #[test]
     fn ruleset_golden() {

@@ -20,7 +20,7 @@ use causeway_tests::wait::eventually;
 use causeway_tunnel::agent::Parts;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::{HostInterface, StaticHost};
-use causeway_tunnel::mss::FakeNft;
+use causeway_tunnel::fakenft::FakeNft;
 use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::steering::OvsCli;
 use causeway_tunnel::wg::PrivateKey;

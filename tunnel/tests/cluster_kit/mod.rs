@@ -241,7 +241,7 @@ pub fn fake_parts(wg: &Arc<causeway_tunnel::fakewg::FakeWg>) -> Parts {
     Parts {
         backend: wg.clone(),
         routes: Arc::new(causeway_tunnel::routes::FakeRoutes::default()),
-        nft: Arc::new(causeway_tunnel::mss::FakeNft::default()),
+        nft: Arc::new(causeway_tunnel::fakenft::FakeNft::default()),
         switch: None,
         host: Arc::new(causeway_tunnel::host::StaticHost::default()),
     }
