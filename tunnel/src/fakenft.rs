@@ -11,6 +11,8 @@
 
 use std::sync::Mutex;
 
+use causeway_shared::tool::ToolError;
+
 use crate::mss::{MssError, Nft};
 
 /// The fake `nft`.
@@ -150,7 +152,13 @@ impl Nft for FakeNft {
     async fn apply(&self, text: &str) -> Result<(), MssError> {
         let mut st = self.st();
         st.applied.push(text.to_string());
-        let next = transaction(&st.tables, text).map_err(|stderr| MssError::Rejected { stderr })?;
+        // Refused the way the real `nft -f -` is.
+        let next = transaction(&st.tables, text).map_err(|stderr| ToolError::Failed {
+            program: "nft".into(),
+            args: "-f -".into(),
+            status: "exit status: 1".into(),
+            stderr,
+        })?;
         st.tables = next;
         Ok(())
     }

@@ -13,11 +13,11 @@ use causeway_shared::model::ObjectKind;
 use causeway_shared::process::{CommonArgs, Process};
 use causeway_shared::source::client_for;
 use causeway_shared::telemetry;
+use causeway_tunnel::agent::{Agent, AgentConfig, Identity, Parts, Timing};
 use causeway_tunnel::host::NetlinkHost;
 use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::mss::NftCli;
 use causeway_tunnel::publish::Publisher;
-use causeway_tunnel::reconcile::{Agent, Identity, Parts, Timing};
 use causeway_tunnel::routes::NetlinkRoutes;
 use causeway_tunnel::steering::{OvsCli, Switch};
 use causeway_tunnel::wg::{self, OpenOptions, WgBackend};
@@ -134,26 +134,28 @@ async fn main() -> Result<()> {
     );
     let agent = process.with_registry(|reg| {
         Agent::start(
-            process.config.clone(),
-            Identity {
-                node: args.node_name.clone(),
-                namespace: args.namespace.clone(),
-                pod_name: args.pod_name.clone(),
-                pod_interface: args.pod_interface.clone(),
+            AgentConfig {
+                config: process.config.clone(),
+                identity: Identity {
+                    node: args.node_name.clone(),
+                    namespace: args.namespace.clone(),
+                    pod_name: args.pod_name.clone(),
+                    pod_interface: args.pod_interface.clone(),
+                },
+                catalog: process.catalog.clone(),
+                parts: Parts {
+                    backend,
+                    routes: Arc::new(routes),
+                    nft: Arc::new(NftCli::default()),
+                    switch,
+                    host: Arc::new(NetlinkHost(handle)),
+                },
+                key: stored.key,
+                keystore: Some(keystore),
+                publisher: Some(publisher),
+                timing: Timing::default(),
             },
-            process.catalog.clone(),
-            Parts {
-                backend,
-                routes: Arc::new(routes),
-                nft: Arc::new(NftCli::default()),
-                switch,
-                host: Arc::new(NetlinkHost(handle)),
-            },
-            stored.key,
-            Some(keystore),
-            Some(publisher),
             reg,
-            Timing::default(),
         )
     });
     let router = process.telemetry_router().merge(agent.router());

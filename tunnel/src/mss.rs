@@ -7,11 +7,9 @@
 //! black-holes. Rewriting the MSS option of SYNs leaving through the tunnel to the route MTU
 //! (`rt mtu`) makes both ends pick segments that fit.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt as _;
-use tokio::process::Command;
+use causeway_shared::tool::{Tool, ToolError};
 
 /// Family and name of our table.
 pub const TABLE: &str = "inet causeway_tunnel";
@@ -19,15 +17,10 @@ pub const TABLE: &str = "inet causeway_tunnel";
 /// Errors of applying the ruleset.
 #[derive(Debug, thiserror::Error)]
 pub enum MssError {
-    /// `nft` could not be started.
-    #[error("cannot run nft")]
-    Spawn(#[source] std::io::Error),
-    /// `nft` rejected the ruleset.
-    #[error("nft -f: {stderr}")]
-    Rejected { stderr: String },
-    /// `nft` did not finish in time.
-    #[error("nft -f: no answer within {0:?}")]
-    Timeout(Duration),
+    /// `nft -f -` could not be started, did not finish in time, or rejected the ruleset
+    /// ([`ToolError::Failed`], with nft's own message).
+    #[error(transparent)]
+    Tool(#[from] ToolError),
 }
 
 /// The whole ruleset for `interface`, as one transaction: the table is created if missing
@@ -64,8 +57,8 @@ pub trait Nft: Send + Sync {
     async fn apply(&self, text: &str) -> Result<(), MssError>;
 }
 
-/// [`Nft`] through `nft -f -`, optionally inside a named network namespace
-/// (`ip netns exec NAME nft -f -`, used by the namespace tests).
+/// [`Nft`] through `nft -f -` (run by the shared [`Tool`] runner), optionally inside a named
+/// network namespace (`ip netns exec NAME nft -f -`, used by the namespace tests).
 #[derive(Clone, Debug)]
 pub struct NftCli {
     pub netns: Option<String>,
@@ -81,43 +74,23 @@ impl Default for NftCli {
     }
 }
 
-#[async_trait::async_trait]
-impl Nft for NftCli {
-    async fn apply(&self, text: &str) -> Result<(), MssError> {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "nft", "-f", "-"]);
-                c
-            }
-            None => {
-                let mut c = Command::new("nft");
-                c.args(["-f", "-"]);
-                c
-            }
-        };
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(MssError::Spawn)?;
-        if let Some(mut pipe) = child.stdin.take() {
-            let _ = pipe.write_all(text.as_bytes()).await;
+impl NftCli {
+    fn tool(&self) -> Tool {
+        match &self.netns {
+            Some(ns) => Tool::in_netns("nft", ns),
+            None => Tool::new("nft"),
         }
-        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
-            .await
-            .map_err(|_| MssError::Timeout(self.timeout))?
-            .map_err(MssError::Spawn)?;
-        if !out.status.success() {
-            return Err(MssError::Rejected {
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(())
+        .with_timeout(self.timeout)
     }
 }
 
-pub use crate::fakenft::FakeNft;
+#[async_trait::async_trait]
+impl Nft for NftCli {
+    async fn apply(&self, text: &str) -> Result<(), MssError> {
+        self.tool().run(&["-f", "-"], Some(text)).await?;
+        Ok(())
+    }
+}
 
 /// Keeps the clamp for one interface, applying only when it changes (or on a full sync).
 pub struct MssClamp {
@@ -156,6 +129,7 @@ impl MssClamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fakenft::FakeNft;
 
     #[test]
     fn ruleset_golden() {

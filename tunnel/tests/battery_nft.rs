@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use causeway_tests::netns::Netns;
-use causeway_tunnel::mss::{FakeNft, MssClamp, Nft, NftCli};
+use causeway_tunnel::fakenft::FakeNft;
+use causeway_tunnel::mss::{MssClamp, Nft, NftCli};
 
 /// What both list once our table clamps `interface` (created after the foreign table, so
 /// listed after it).

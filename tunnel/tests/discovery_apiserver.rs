@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use causeway_tests::wait::eventually;
+use causeway_tunnel::agent::Parts;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::StaticHost;
 use causeway_tunnel::keystore::KeyStore;
-use causeway_tunnel::mss::FakeNft;
-use causeway_tunnel::reconcile::Parts;
+use causeway_tunnel::fakenft::FakeNft;
 use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::wg::{PrivateKey, PublicKey};
 use cluster_kit::{NS, TestCluster, clusters_a_b, start_agent, write_config};

@@ -1,5 +1,5 @@
-//! The OVS switch behind a narrow trait: `ovs-ofctl`/`ovs-vsctl` as subprocesses ([`OvsCli`])
-//! and a recording fake ([`FakeSwitch`]) for unit tests.
+//! The OVS switch behind a narrow trait: `ovs-ofctl`/`ovs-vsctl` run through the shared
+//! [`Tool`] runner ([`OvsCli`]) and a recording fake ([`FakeSwitch`]) for unit tests.
 //!
 //! A replacement of our flows is one OpenFlow 1.3 bundle (`ovs-ofctl --bundle add-flows`):
 //! `delete cookie=C/-1` followed by an `add` per flow, committed atomically, so no packet ever
@@ -8,42 +8,20 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt as _;
-use tokio::process::Command;
+use causeway_shared::tool::{Tool, ToolError};
 
 use super::flows::Flow;
 
 /// Errors of driving OVS.
 #[derive(Debug, thiserror::Error)]
 pub enum OvsError {
-    /// The tool could not be started (not installed?).
-    #[error("cannot run {tool}")]
-    Spawn {
-        /// `ovs-ofctl` or `ovs-vsctl`.
-        tool: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The tool ran but failed.
-    #[error("{tool} {args}: exit status {status}: {stderr}")]
-    Failed {
-        tool: &'static str,
-        /// The arguments, for the log.
-        args: String,
-        status: String,
-        stderr: String,
-    },
-    /// The tool did not finish in time (a stuck ovsdb-server or ovs-vswitchd).
-    #[error("{tool} {args}: no answer within {after:?}")]
-    Timeout {
-        tool: &'static str,
-        args: String,
-        after: Duration,
-    },
+    /// `ovs-ofctl` or `ovs-vsctl` could not be started (not installed?), did not finish in
+    /// time (a stuck ovsdb-server or ovs-vswitchd), or failed.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
     /// `ofport` is not a number (the interface is not attached yet: -1 or empty).
     #[error("interface {interface}: no OpenFlow port yet ({value:?})")]
     NoPort { interface: String, value: String },
@@ -86,55 +64,25 @@ impl Default for OvsCli {
 }
 
 impl OvsCli {
-    async fn run(
-        &self,
-        tool: &'static str,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> Result<String, OvsError> {
-        let mut cmd = Command::new(tool);
-        cmd.args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+    /// `program` with our deadline and, with a run directory, the environment that makes it
+    /// find the database socket and `<bridge>.mgmt` there.
+    fn tool(&self, program: &str) -> Tool {
+        let mut tool = Tool::new(program).with_timeout(self.timeout);
         if let Some(dir) = &self.rundir {
-            // The tools find the database socket and `<bridge>.mgmt` through these.
-            cmd.env("OVS_RUNDIR", dir)
-                .env("OVS_DBDIR", dir)
-                .env("OVS_LOGDIR", dir)
-                .env("OVS_SYSCONFDIR", dir);
+            let dir = dir.to_string_lossy();
+            for var in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
+                tool = tool.with_env(var, dir.clone());
+            }
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| OvsError::Spawn { tool, source })?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A failed write shows up as the tool's own error below.
-            let _ = pipe.write_all(text.as_bytes()).await;
-            drop(pipe);
-        }
-        let joined = args.join(" ");
-        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
-            .await
-            .map_err(|_| OvsError::Timeout {
-                tool,
-                args: joined.clone(),
-                after: self.timeout,
-            })?
-            .map_err(|source| OvsError::Spawn { tool, source })?;
-        if !out.status.success() {
-            return Err(OvsError::Failed {
-                tool,
-                args: joined,
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        tool
+    }
+
+    async fn ofctl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, OvsError> {
+        Ok(self.tool("ovs-ofctl").run(args, stdin).await?)
+    }
+
+    async fn vsctl(&self, args: &[&str]) -> Result<String, OvsError> {
+        Ok(self.tool("ovs-vsctl").run(args, None).await?)
     }
 }
 
@@ -181,8 +129,7 @@ impl Switch for OvsCli {
         flows: &[Flow],
     ) -> Result<(), OvsError> {
         let text = bundle_text(cookie, flows);
-        self.run(
-            "ovs-ofctl",
+        self.ofctl(
             &["-O", "OpenFlow13", "--bundle", "add-flows", bridge, "-"],
             Some(&text),
         )
@@ -193,11 +140,7 @@ impl Switch for OvsCli {
     async fn dump_flows(&self, bridge: &str, cookie: u64) -> Result<Vec<String>, OvsError> {
         let filter = format!("cookie={cookie:#x}/-1");
         let out = self
-            .run(
-                "ovs-ofctl",
-                &["-O", "OpenFlow13", "dump-flows", bridge, &filter],
-                None,
-            )
+            .ofctl(&["-O", "OpenFlow13", "dump-flows", bridge, &filter], None)
             .await?;
         let mut lines: Vec<String> = out.lines().filter_map(normalize_dump_line).collect();
         lines.sort();
@@ -206,11 +149,7 @@ impl Switch for OvsCli {
 
     async fn ofport(&self, interface: &str) -> Result<u32, OvsError> {
         let out = self
-            .run(
-                "ovs-vsctl",
-                &["get", "Interface", interface, "ofport"],
-                None,
-            )
+            .vsctl(&["get", "Interface", interface, "ofport"])
             .await?;
         let value = out.trim().to_string();
         match value.parse::<i64>() {
@@ -228,11 +167,7 @@ impl Switch for OvsCli {
     async fn interface_with_ip(&self, ip: IpAddr) -> Result<Option<String>, OvsError> {
         let cond = format!("external_ids:ip=\"{ip}\"");
         let out = self
-            .run(
-                "ovs-vsctl",
-                &["--bare", "--columns=name", "find", "Interface", &cond],
-                None,
-            )
+            .vsctl(&["--bare", "--columns=name", "find", "Interface", &cond])
             .await?;
         Ok(out.split_whitespace().next().map(str::to_string))
     }
@@ -327,12 +262,13 @@ impl Switch for FakeSwitch {
             flows.len()
         ));
         if std::mem::take(&mut st.fail_next) {
-            return Err(OvsError::Failed {
-                tool: "ovs-ofctl",
+            return Err(ToolError::Failed {
+                program: "ovs-ofctl".into(),
                 args: "add-flows".into(),
-                status: "1".into(),
+                status: "exit status: 1".into(),
                 stderr: "injected".into(),
-            });
+            }
+            .into());
         }
         let entry = st.flows.entry(bridge.into()).or_default();
         entry.retain(|(c, _)| *c != cookie);

@@ -14,9 +14,9 @@ use causeway_shared::model::ObjectKind;
 use causeway_shared::source::{SourceMetrics, SourceOptions, client_for, spawn_sources};
 use causeway_shared::sync_runner::SyncTiming;
 use causeway_tests::apiserver::TestApiServer;
+use causeway_tunnel::agent::{Agent, AgentConfig, Identity, Parts, Timing};
 use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::publish::Publisher;
-use causeway_tunnel::reconcile::{Agent, Identity, Parts, Timing};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -202,20 +202,22 @@ pub async fn start_agent(
         &metrics,
     );
     let agent = Agent::start(
-        config,
-        Identity {
-            node: node.into(),
-            namespace: NS.into(),
-            pod_name: pod_name.map(Into::into),
-            pod_interface: "eth0".into(),
+        AgentConfig {
+            config,
+            identity: Identity {
+                node: node.into(),
+                namespace: NS.into(),
+                pod_name: pod_name.map(Into::into),
+                pod_interface: "eth0".into(),
+            },
+            catalog: catalog.clone(),
+            parts,
+            key: stored.key,
+            keystore: Some(keystore),
+            publisher: Some(publisher),
+            timing: fast_timing(),
         },
-        catalog.clone(),
-        parts,
-        stored.key,
-        Some(keystore),
-        Some(publisher),
         &mut registry,
-        fast_timing(),
     );
     Ok(RunningAgent {
         agent,
@@ -239,7 +241,7 @@ pub fn fake_parts(wg: &Arc<causeway_tunnel::fakewg::FakeWg>) -> Parts {
     Parts {
         backend: wg.clone(),
         routes: Arc::new(causeway_tunnel::routes::FakeRoutes::default()),
-        nft: Arc::new(causeway_tunnel::mss::FakeNft::default()),
+        nft: Arc::new(causeway_tunnel::fakenft::FakeNft::default()),
         switch: None,
         host: Arc::new(causeway_tunnel::host::StaticHost::default()),
     }

@@ -8,7 +8,7 @@
 //! dropped (fail closed), and the next start attaches its queues to the same device.
 //!
 //! Offloads: with `IFF_VNET_HDR` every read and write starts with a `virtio_net_hdr` (see
-//! `offload.rs`), and `TUNSETOFFLOAD` tells the kernel what we can finish ourselves: checksums
+//! `offload/`), and `TUNSETOFFLOAD` tells the kernel what we can finish ourselves: checksums
 //! (`TUN_F_CSUM`), TCP segmentation (`TUN_F_TSO4/6`: reads of up to 64 KiB TCP segments) and, on
 //! kernels since 6.2, UDP segmentation (`TUN_F_USO4/6`). The TUN device then also accepts
 //! large coalesced TCP packets on write. `IFF_VNET_HDR` is a device-wide flag that every queue
@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read as _, Write as _};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -167,8 +167,8 @@ fn set_offload(file: &File, flags: libc::c_uint) -> io::Result<()> {
     }
 }
 
-impl AsRawFd for TunQueue {
-    fn as_raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+impl AsFd for TunQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
