@@ -23,13 +23,11 @@ use causeway_tests::kernel_vm;
 const TEST_NAME: &str = "ipvs_client_against_a_real_kernel";
 
 #[test]
-fn ipvs_client_against_a_real_kernel() {
-    if kernel_vm::inside() {
+fn ipvs_client_against_a_real_kernel() -> anyhow::Result<()> {
+    kernel_vm::test(TEST_NAME, 300, || {
         in_vm::run_all();
-        kernel_vm::report_ok();
-    } else {
-        kernel_vm::run(TEST_NAME, 300, &[]);
-    }
+        Ok(())
+    })
 }
 
 mod in_vm {

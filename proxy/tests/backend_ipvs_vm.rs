@@ -17,13 +17,11 @@ use causeway_tests::kernel_vm;
 const TEST_NAME: &str = "ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm";
 
 #[test]
-fn ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm() {
-    if kernel_vm::inside() {
+fn ipvs_backend_passes_the_conformance_battery_in_the_kernel_vm() -> anyhow::Result<()> {
+    kernel_vm::test(TEST_NAME, 300, || {
         in_vm();
-        kernel_vm::report_ok();
-    } else {
-        kernel_vm::run(TEST_NAME, 300, &[]);
-    }
+        Ok(())
+    })
 }
 
 fn backend() -> IpvsBackend {

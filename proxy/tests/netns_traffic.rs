@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use netns::{Lab, ProxyProcess, ask, wait_for};
+use causeway_tests::daemon::Daemon;
+use causeway_tests::netns::ask;
+use netns::{Lab, wait_for};
 
 const TELEMETRY: &str = "127.0.0.1:9154";
 const VIP_TCP: &str = "192.0.2.10:80";
@@ -102,11 +104,10 @@ endpoints:
 
 fn ipvs(lab: &Lab) -> Option<String> {
     lab.http_get(telemetry(), "/ipvs")
-        .ok()
         .filter(|t| t.starts_with("IP Virtual Server"))
 }
 
-fn wait_reals(lab: &Lab, proxy: &ProxyProcess, n: usize) -> String {
+fn wait_reals(lab: &Lab, proxy: &Daemon, n: usize) -> String {
     let mut last = String::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for(
@@ -119,7 +120,7 @@ fn wait_reals(lab: &Lab, proxy: &ProxyProcess, n: usize) -> String {
             },
         )
     }));
-    r.unwrap_or_else(|_| panic!("last /ipvs:\n{last}\nproxy log:\n{}", proxy.log_text()))
+    r.unwrap_or_else(|_| panic!("last /ipvs:\n{last}\nproxy log:\n{}", proxy.log()))
 }
 
 #[test]
@@ -135,7 +136,7 @@ fn remote_service_round_robin_over_tcp_and_udp_with_ipvsadm_view_and_aliases() {
     write_cluster_b(dir.path(), Some(&eps));
     // An address that is not ours, equal to no VIP: it must survive every sync.
     lab.sh("ip addr add 192.0.2.77/32 dev br0");
-    let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
+    let proxy = lab.start_proxy(&config, &dir.path().join("proxy.log"));
 
     let view = wait_reals(&lab, &proxy, 3);
     assert_eq!(
@@ -235,7 +236,7 @@ fn two_backends(
     Lab,
     tempfile::TempDir,
     std::path::PathBuf,
-    ProxyProcess,
+    Daemon,
     String,
 ) {
     let lab = Lab::new(tag, 2);
@@ -248,7 +249,7 @@ fn two_backends(
             ("198.51.100.12", true, false),
         ]),
     );
-    let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy.log"));
+    let proxy = lab.start_proxy(&config, &dir.path().join("proxy.log"));
     let listing = wait_reals(&lab, &proxy, 2);
     (lab, dir, config, proxy, listing)
 }
@@ -317,9 +318,9 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
         .expect("new connections work while the proxy is down");
     assert!(ask(&mut c).is_ok());
 
-    let proxy = ProxyProcess::start(&lab.proxy_ns, &config, dir.path().join("proxy2.log"));
+    let proxy = lab.start_proxy(&config, &dir.path().join("proxy2.log"));
     wait_for(WAIT, "adopted and synced", || {
-        let log = proxy.log_text();
+        let log = proxy.log();
         (log.contains("adopted the kernel state")
             && log.contains("services=2")
             && log.contains("synced"))

@@ -6,44 +6,38 @@
 //! Ranges: cluster a pods 10.128.0.0/16, services 172.30.0.0/16; cluster b pods
 //! 10.129.0.0/16, services 172.31.0.0/16 (service demo/web 172.31.0.10:80).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use causeway_tests::apiserver::{Mode, TestApiServer};
-use causeway_tests::netns::{ChildGuard, Netns, Signal};
-use causeway_tests::wait::poll;
-use serde_json::json;
+use anyhow::{Context as _, Result};
+use causeway_tests::apiserver::Mode;
+use causeway_tests::cluster::{ConfigFile, TestCluster};
+use causeway_tests::daemon::Daemon;
+use causeway_tests::netns::{self, Netns};
+use causeway_tests::objects;
 
 const TELEMETRY: &str = "http://127.0.0.1:19158";
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-    poll(timeout, Duration::from_millis(100), what, || {
-        f().then_some(())
-    })?;
+fn web(b: &TestCluster, endpoint: &str) -> Result<()> {
+    b.apply(&objects::service("demo", "web", "172.31.0.10", 80, 8080))?;
+    b.apply(&objects::endpoint_slice(
+        "demo",
+        "web-1",
+        "web",
+        8080,
+        &[endpoint],
+    ))?;
     Ok(())
 }
 
-fn web(b: &TestApiServer, endpoint: &str) -> Result<()> {
-    b.apply(&json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "demo"},
-        "spec": {"clusterIP": "172.31.0.10", "clusterIPs": ["172.31.0.10"], "type": "ClusterIP",
-                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]},
-    }))?;
-    b.apply(&json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "web-1", "namespace": "demo",
-                     "labels": {"kubernetes.io/service-name": "web"}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [endpoint], "conditions": {"ready": true, "serving": true}}],
-    }))?;
-    Ok(())
-}
-
-fn start(ns: &Netns, cfg: &str, state: &str) -> Result<ChildGuard> {
-    ns.spawn(
-        env!("CARGO_BIN_EXE_causeway-proxy"),
-        &["--config", cfg, "--state-dir", state],
+fn start(ns: &Netns, cfg: &Path, state: &Path, log: &Path) -> Result<Daemon> {
+    Daemon::spawn(
+        ns.command(env!("CARGO_BIN_EXE_causeway-proxy"))
+            .arg("--config")
+            .arg(cfg)
+            .arg("--state-dir")
+            .arg(state),
+        log,
     )
 }
 
@@ -51,32 +45,21 @@ fn start(ns: &Netns, cfg: &str, state: &str) -> Result<ChildGuard> {
 async fn restart_during_a_remote_outage_keeps_the_saved_backends_and_converges() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let ns = Netns::new("plkg")?;
-    ns.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
-    ns.exec("ip", &["link", "set", "br0", "up"])?;
-    let (a, b) = (TestApiServer::start_in(&ns)?, TestApiServer::start_in(&ns)?);
-    let (ka, kb) = (
-        dir.path().join("a.kubeconfig"),
-        dir.path().join("b.kubeconfig"),
-    );
-    a.write_kubeconfig(&ka, "a")?;
-    b.write_kubeconfig(&kb, "b")?;
+    netns::bridge(&ns, "br0", None)?;
+    let a = TestCluster::start_in(&ns, dir.path(), "a", &["10.128.0.0/16"], &["172.30.0.0/16"])?;
+    let b = TestCluster::start_in(&ns, dir.path(), "b", &["10.129.0.0/16"], &["172.31.0.0/16"])?;
     web(&b, "10.129.0.5")?;
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "cluster: a\nclusters:\n\
-             - name: a\n  podCIDRs: [\"10.128.0.0/16\"]\n  serviceCIDRs: [\"172.30.0.0/16\"]\n  source: {{ kubeconfig: {} }}\n\
-             - name: b\n  podCIDRs: [\"10.129.0.0/16\"]\n  serviceCIDRs: [\"172.31.0.0/16\"]\n  source: {{ kubeconfig: {} }}\n\
-             readiness: {{ remoteSyncTimeout: 120s }}\n\
-             proxy: {{ interface: br0, backend: nftables, metricsListen: \"127.0.0.1:19158\", minSyncInterval: 10ms, gracefulTerminationPeriod: 0s }}\n",
-            ka.display(),
-            kb.display()
-        ),
-    )?;
-    let cfg = cfg.to_string_lossy().to_string();
+    let cfg = ConfigFile::new("a")
+        .cluster(&a)
+        .cluster(&b)
+        .section("readiness", "{ remoteSyncTimeout: 120s }")
+        .section(
+            "proxy",
+            "{ interface: br0, backend: nftables, metricsListen: \"127.0.0.1:19158\", minSyncInterval: 10ms, gracefulTerminationPeriod: 0s }",
+        )
+        .write(&dir.path().join("config.yaml"))?;
     let state = dir.path().join("state");
-    let state_s = state.to_string_lossy().to_string();
+    let log = |n: u32| dir.path().join(format!("proxy-{n}.log"));
     let readyz = format!("{TELEMETRY}/readyz");
     let ipvs = || ns.http_get(&format!("{TELEMETRY}/ipvs")).1;
     let serves = |endpoint: &str| {
@@ -85,30 +68,25 @@ async fn restart_during_a_remote_outage_keeps_the_saved_backends_and_converges()
     };
 
     // Both APIs up: synced, b's service programmed, b's state saved.
-    let proxy = start(&ns, &cfg, &state_s)?;
-    if let Err(e) = wait_for("b's service programmed", Duration::from_secs(30), || {
-        ns.http_get(&readyz).0 == 200 && serves("10.129.0.5")
-    }) {
-        bail!("{e}: {}: {}", ipvs(), proxy.kill_for_stderr());
-    }
+    let mut proxy = start(&ns, &cfg, &state, &log(1))?;
+    proxy
+        .wait_for("b's service programmed", Duration::from_secs(30), || {
+            ns.http_get(&readyz).0 == 200 && serves("10.129.0.5")
+        })
+        .with_context(|| format!("/ipvs: {}", ipvs()))?;
     let saved = state.join("cluster-b.json");
-    wait_for("b's state file", Duration::from_secs(20), || saved.exists())?;
+    proxy.wait_for("b's state file", Duration::from_secs(20), || saved.exists())?;
 
     // b's API goes down; the proxy is killed without a chance to clean up and restarts.
-    b.set_mode(Mode::Refuse);
-    proxy.signal(Signal::SIGKILL)?;
-    let _ = proxy.wait(Duration::from_secs(10));
+    b.server.set_mode(Mode::Refuse);
+    proxy.kill();
     let started = Instant::now();
-    let proxy = start(&ns, &cfg, &state_s)?;
-    if let Err(e) = wait_for("ready after the restart", Duration::from_secs(15), || {
-        ns.http_get(&readyz).0 == 200
-    }) {
-        bail!(
-            "{e}: {}: {}",
-            ns.http_get(&readyz).1,
-            proxy.kill_for_stderr()
-        );
-    }
+    let mut proxy = start(&ns, &cfg, &state, &log(2))?;
+    proxy
+        .wait_for("ready after the restart", Duration::from_secs(15), || {
+            ns.http_get(&readyz).0 == 200
+        })
+        .with_context(|| format!("/readyz: {}", ns.http_get(&readyz).1))?;
     println!(
         "restart during b's outage: ready after {:.2} s",
         started.elapsed().as_secs_f64()
@@ -124,11 +102,13 @@ async fn restart_during_a_remote_outage_keeps_the_saved_backends_and_converges()
 
     // b's API comes back with the service moved to another pod: the fresh list wins.
     web(&b, "10.129.0.6")?;
-    b.set_mode(Mode::Normal);
-    if let Err(e) = wait_for("b to converge", Duration::from_secs(30), || {
-        ns.readyz_state(&readyz, "b") == "synced" && serves("10.129.0.6") && !serves("10.129.0.5")
-    }) {
-        bail!("{e}: {}: {}", ipvs(), proxy.kill_for_stderr());
-    }
+    b.server.set_mode(Mode::Normal);
+    proxy
+        .wait_for("b to converge", Duration::from_secs(30), || {
+            ns.readyz_state(&readyz, "b") == "synced"
+                && serves("10.129.0.6")
+                && !serves("10.129.0.5")
+        })
+        .with_context(|| format!("/ipvs: {}", ipvs()))?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! [`report_ok`]; on the host it calls [`run`]. The host side passes only if the guest run
 //! exited 0 *and* printed the nonce this run handed it, so a stale log or another run's
 //! status cannot pass it. Nothing is built: the binary run inside is the one already built.
+//! [`test`] is both sides in one call.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +34,23 @@ pub fn inside() -> bool {
 /// its own (libtest may have printed `test NAME ... ` without a newline).
 pub fn report_ok() {
     println!("\n{MARKER} {}", std::env::var(NONCE).unwrap_or_default());
+}
+
+/// Both sides of the VM test `test` (the name of the running test function): inside the VM,
+/// runs `inside_vm` and reports success with [`report_ok`]; on the host, boots the VM for it
+/// with [`run`] (`guest_timeout_secs`, no extra environment).
+pub fn test(
+    test: &str,
+    guest_timeout_secs: u32,
+    inside_vm: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if inside() {
+        inside_vm()?;
+        report_ok();
+    } else {
+        run(test, guest_timeout_secs, &[]);
+    }
+    Ok(())
 }
 
 /// On the host: runs `test` of the current test binary inside the VM, giving the guest

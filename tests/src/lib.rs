@@ -2,7 +2,14 @@
 //!
 //! - [`apiserver`]: a test Kubernetes API server speaking the real protocol over TCP, with
 //!   fault injection, for running `kube` clients and the binaries against fake clusters.
-//! - [`netns`]: network namespaces, veth pairs, commands and children inside them, pings.
+//! - [`cluster`]: test clusters (an API server, ranges, a kubeconfig) and the configuration
+//!   file that names them.
+//! - [`objects`]: the Kubernetes objects tests store (Nodes, TunnelEndpoints, Services, ...).
+//! - [`daemon`]: a binary under test with its log, killed on drop, waited for with a bound.
+//! - [`node_lab`]: node a1 of a two-cluster mesh in a namespace, for the node binaries.
+//! - [`probe`]: GETs of the binaries' telemetry, their readiness states, free ports.
+//! - [`netns`]: network namespaces, bridges, veth pairs, pods, echo servers, commands and
+//!   children inside them, pings.
 //! - [`wait`]: bounded polling for tests.
 //! - [`rbac`]: least privilege, the request log against the rendered RBAC rules, both ways.
 //! - [`scc`]: OpenShift's SecurityContextConstraints admission of the rendered pod templates.
@@ -11,10 +18,15 @@
 //! - [`manifests`]: the shipped manifests rendered by `kubectl kustomize`.
 
 pub mod apiserver;
+pub mod cluster;
+pub mod daemon;
 pub mod demo;
 pub mod kernel_vm;
 pub mod manifests;
 pub mod netns;
+pub mod node_lab;
+pub mod objects;
+pub mod probe;
 pub mod rbac;
 pub mod scc;
 pub mod wait;

@@ -77,6 +77,17 @@ pub fn poll<T>(
     }
 }
 
+/// Blocks, checking `condition` every 50 ms until it holds or `timeout` passes.
+pub fn poll_until(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) -> Result<(), WaitError> {
+    poll(timeout, Duration::from_millis(50), what, || {
+        condition().then_some(())
+    })
+}
+
 fn timeout_error(what: &str, after: Duration) -> WaitError {
     WaitError::Timeout {
         what: what.to_owned(),

@@ -7,7 +7,6 @@ mod wg_battery;
 use anyhow::Result;
 use causeway_tests::netns::Netns;
 use causeway_tunnel::fakewg::FakeWg;
-use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
 
 #[tokio::test]
 async fn fake_device() -> Result<()> {
@@ -20,17 +19,8 @@ async fn fake_device() -> Result<()> {
 #[test]
 fn userspace_device_in_a_namespace() -> Result<()> {
     let ns = Netns::new("wgb")?;
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    };
-    let wg = ns.enter(move || {
-        runtime()?
-            .block_on(UserspaceWg::create(UserspaceOptions::new("cwb0")))
-            .map_err(anyhow::Error::from)
-    })??;
-    runtime()?.block_on(wg_battery::battery(&wg, "cwb0"))?;
+    let wg = wg_battery::userspace_device(&ns, "cwb0")?;
+    wg_battery::runtime()?.block_on(wg_battery::battery(&wg, "cwb0"))?;
     assert!(
         ns.exec("ip", &["link", "show", "cwb0"])?.contains("cwb0"),
         "the TUN device lives in the namespace"

@@ -14,28 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use causeway_tests::probe;
 use causeway_tests::wait::eventually;
 use causeway_tunnel::agent::Parts;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::StaticHost;
 use causeway_tunnel::keystore::KeyStore;
-use causeway_tunnel::fakenft::FakeNft;
-use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::wg::{PrivateKey, PublicKey};
-use cluster_kit::{NS, TestCluster, clusters_a_b, start_agent, write_config};
+use cluster_kit::{NS, TestCluster, clusters_a_b, fake_parts, start_agent, write_config};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(15);
-
-fn parts(wg: &Arc<FakeWg>) -> Parts {
-    Parts {
-        backend: wg.clone(),
-        routes: Arc::new(FakeRoutes::default()),
-        nft: Arc::new(FakeNft::default()),
-        switch: None,
-        host: Arc::new(StaticHost::default()),
-    }
-}
 
 fn peer_line(wg: &FakeWg, key: &str) -> Option<String> {
     wg.dump()
@@ -65,8 +54,8 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
     )?;
     let wg_a = Arc::new(FakeWg::new("causeway0"));
     let wg_b = Arc::new(FakeWg::new("causeway0"));
-    let agent_a = start_agent(cfg_a, &a, "a1", Some("tunnel-a1"), parts(&wg_a)).await?;
-    let agent_b = start_agent(cfg_b, &b, "b1", None, parts(&wg_b)).await?;
+    let agent_a = start_agent(cfg_a, &a, "a1", Some("tunnel-a1"), fake_parts(&wg_a)).await?;
+    let agent_b = start_agent(cfg_b, &b, "b1", None, fake_parts(&wg_b)).await?;
     let key_a = agent_a.agent.public_key().to_base64();
     let key_b = agent_b.agent.public_key().to_base64();
 
@@ -223,13 +212,13 @@ async fn publish_discover_join_leave_rotate() -> Result<()> {
     // ... and so do /status and /wg over HTTP.
     let addr =
         causeway_shared::telemetry::serve("127.0.0.1:0".parse()?, agent_b.agent.router()).await?;
-    let body = http_get(addr, "/status").await?;
-    let json: serde_json::Value =
-        serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap_or_default())?;
+    let get = |path: &'static str| tokio::task::spawn_blocking(move || probe::get(addr, path));
+    let (_, body) = get("/status").await?;
+    let json: serde_json::Value = serde_json::from_str(&body)?;
     assert_eq!(json["peers"][0]["node"], "a1");
     assert_eq!(json["peers"][0]["publicKey"], rotated.as_str());
     assert_eq!(json["publicKey"], key_b.as_str());
-    let wg = http_get(addr, "/wg").await?;
+    let (_, wg) = get("/wg").await?;
     assert!(wg.contains(&format!("peer: {rotated} (a/a1) DOWN")), "{wg}");
     assert!(wg.contains("private key: (hidden)"));
     Ok(())
@@ -242,7 +231,7 @@ async fn node_port_mode_publishes_node_address_and_port() -> Result<()> {
     a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
     let cfg = write_config(dir.path(), "a", &[&a], "{ endpoint: nodePort }")?;
     let wg = Arc::new(FakeWg::new("causeway0"));
-    let _agent = start_agent(cfg, &a, "a1", None, parts(&wg)).await?;
+    let _agent = start_agent(cfg, &a, "a1", None, fake_parts(&wg)).await?;
     eventually(T, "the NodePort service", || async {
         a.server
             .get_value("v1", "Service", NS, "causeway-tunnel-a1")
@@ -267,16 +256,6 @@ async fn node_port_mode_publishes_node_address_and_port() -> Result<()> {
     Ok(())
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut conn = tokio::net::TcpStream::connect(addr).await?;
-    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut out)).await??;
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steering_problems_do_not_hold_back_peers() -> Result<()> {
     use causeway_tunnel::host::HostInterface;
@@ -295,7 +274,7 @@ async fn steering_problems_do_not_hold_back_peers() -> Result<()> {
     // The switch does not know our pod yet (no external_ids:ip on any port).
     let switch = Arc::new(FakeSwitch::with_port("veth9", 9));
     let wg = Arc::new(FakeWg::new("causeway0"));
-    let mut p = parts(&wg);
+    let mut p = fake_parts(&wg);
     p.switch = Some(switch.clone());
     p.host = Arc::new(StaticHost(vec![HostInterface {
         name: "eth0".into(),
@@ -343,7 +322,7 @@ async fn service_cidrs_follow_peer_health() -> Result<()> {
         "{ endpoint: { address: \"192.0.2.11:51820\" }, peerDownAfter: 60s }",
     )?;
     let wg = Arc::new(FakeWg::new("causeway0"));
-    let _agent = start_agent(cfg, &a, "a1", None, parts(&wg)).await?;
+    let _agent = start_agent(cfg, &a, "a1", None, fake_parts(&wg)).await?;
     let carries = |key: PublicKey| {
         peer_line(&wg, &key.to_string()).is_some_and(|l| l.ends_with(",172.31.0.0/16"))
     };

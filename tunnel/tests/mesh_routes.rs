@@ -1,6 +1,6 @@
 //! One battery of route-table checks run against the fake and against rtnetlink inside a
 //! network namespace, which keeps the fake honest: add, change the source, delete only ours,
-//! adopt what a previous run left, never touch routes of other protocols.
+//! adopt what a previous run left; and, on the kernel, never touch routes of other protocols.
 //!
 //! Ranges: interface addresses 192.0.2.1/24 and 10.128.0.1/24 (RFC 5737 and a pod subnet);
 //! routed ranges 10.129.0.0/16, 172.31.0.0/16; a foreign route 203.0.113.0/24.
@@ -24,7 +24,12 @@ fn text(routes: &[Route]) -> String {
     routes.iter().map(|r| format!("{r}\n")).collect()
 }
 
-async fn battery(table: &dyn RouteTable) -> Result<()> {
+/// The battery. `leave` puts a route of ours into the table the way a previous run would
+/// have left it (10.140.0.0/24 on cw-r0, no source): the table must adopt it.
+async fn battery(
+    table: &dyn RouteTable,
+    leave: impl AsyncFnOnce(&dyn RouteTable) -> Result<()>,
+) -> Result<()> {
     let a = route("10.129.0.0/16", Some("10.128.0.1"));
     let b = route("172.31.0.0/16", Some("10.128.0.1"));
     table.sync(&[a.clone(), b.clone()]).await?;
@@ -44,12 +49,28 @@ async fn battery(table: &dyn RouteTable) -> Result<()> {
     );
     table.sync(&[]).await?;
     assert_eq!(text(&table.dump().await?), "");
+
+    // Adopt: a route of ours left by a previous run is found and managed.
+    leave(table).await?;
+    assert_eq!(text(&table.dump().await?), "10.140.0.0/24 dev cw-r0\n");
+    table
+        .sync(&[route("10.129.0.0/16", Some("10.128.0.1"))])
+        .await?;
+    assert_eq!(
+        text(&table.dump().await?),
+        "10.129.0.0/16 dev cw-r0 src 10.128.0.1\n"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn fake_route_table() -> Result<()> {
-    battery(&FakeRoutes::default()).await
+    // The fake is its own kernel: what a previous run synced is what it holds.
+    let leave = async |table: &dyn RouteTable| -> Result<()> {
+        table.sync(&[route("10.140.0.0/24", None)]).await?;
+        Ok(())
+    };
+    battery(&FakeRoutes::default(), leave).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,32 +103,32 @@ async fn netlink_route_table_in_a_namespace() -> Result<()> {
         ns.enter(move || rt.block_on(async { NetlinkRoutes::connect() }))
     })??;
     let table: Arc<dyn RouteTable> = Arc::new(table);
-    battery(table.as_ref()).await?;
+    // A previous run's route: added with ip(8), protocol 147.
+    let leave = async |_: &dyn RouteTable| -> Result<()> {
+        ns.exec(
+            "ip",
+            &[
+                "route",
+                "add",
+                "10.140.0.0/24",
+                "dev",
+                "cw-r0",
+                "proto",
+                "147",
+                "scope",
+                "link",
+            ],
+        )?;
+        Ok(())
+    };
+    battery(table.as_ref(), leave).await?;
+    // What the kernel holds: ours as the battery left them, the foreign route untouched (the
+    // fake holds no routes of other protocols to compare).
     let kernel = ns.exec("ip", &["route", "show", "dev", "cw-r0"])?;
     assert!(
         kernel.contains("203.0.113.0/24 proto static"),
         "foreign route kept: {kernel}"
     );
-
-    // Adopt: routes of ours left by a previous run (ip route, proto 147) are found and managed.
-    ns.exec(
-        "ip",
-        &[
-            "route",
-            "add",
-            "10.140.0.0/24",
-            "dev",
-            "cw-r0",
-            "proto",
-            "147",
-            "scope",
-            "link",
-        ],
-    )?;
-    assert_eq!(text(&table.dump().await?), "10.140.0.0/24 dev cw-r0\n");
-    table
-        .sync(&[route("10.129.0.0/16", Some("10.128.0.1"))])
-        .await?;
     let kernel = ns.exec("ip", &["route", "show", "proto", "147"])?;
     assert_eq!(
         kernel,

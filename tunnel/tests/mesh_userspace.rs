@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use causeway_tests::netns::{Netns, ping, veth_pair};
+use causeway_tests::netns::{Netns, ping, routed_node};
 use causeway_tests::wait::eventually;
 use causeway_tunnel::agent::Parts;
 use causeway_tunnel::host::NetlinkHost;
@@ -36,46 +36,6 @@ struct Node {
     underlay_ip: String,
     wg: Arc<dyn WgBackend>,
     running: Option<RunningAgent>,
-}
-
-/// Builds node `name` (cluster prefix `pre` such as "10.128", subnet index `i`).
-fn build_node(
-    ul: &Netns,
-    name: &str,
-    pre: &str,
-    i: u8,
-    underlay_ip: &str,
-) -> Result<(Netns, Netns)> {
-    let ns = Netns::new(&format!("m{name}"))?;
-    ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-    ns.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
-    ns.exec(
-        "ip",
-        &["addr", "add", &format!("{pre}.{i}.1/24"), "dev", "br0"],
-    )?;
-    ns.exec("ip", &["link", "set", "br0", "up"])?;
-    let pod = Netns::new(&format!("m{name}p"))?;
-    veth_pair(&ns, "veth1", &pod, "eth0")?;
-    ns.exec("ip", &["link", "set", "veth1", "master", "br0", "up"])?;
-    pod.exec(
-        "ip",
-        &["addr", "add", &format!("{pre}.{i}.11/24"), "dev", "eth0"],
-    )?;
-    pod.exec("ip", &["link", "set", "eth0", "up"])?;
-    pod.exec(
-        "ip",
-        &["route", "add", "default", "via", &format!("{pre}.{i}.1")],
-    )?;
-    // underlay: one veth into the underlay bridge
-    let port = format!("ul-{name}");
-    veth_pair(ul, &port, &ns, "ul0")?;
-    ul.exec("ip", &["link", "set", &port, "master", "ulbr", "up"])?;
-    ns.exec(
-        "ip",
-        &["addr", "add", &format!("{underlay_ip}/24"), "dev", "ul0"],
-    )?;
-    ns.exec("ip", &["link", "set", "ul0", "up"])?;
-    Ok((ns, pod))
 }
 
 /// Creates the device and the netlink handles inside the node's namespace.
@@ -149,7 +109,14 @@ impl Mesh {
         };
         let i = name.as_bytes()[1] - b'1';
         let underlay_ip = format!("192.0.2.{last}");
-        let (ns, pod) = build_node(&self._ul, name, pre, i, &underlay_ip)?;
+        let (ns, pod) = routed_node(
+            &self._ul,
+            "ulbr",
+            name,
+            &format!("m{name}"),
+            &format!("{pre}.{i}"),
+            &format!("{underlay_ip}/24"),
+        )?;
         cluster.add_node(name, &format!("{pre}.{i}.0/24"), &underlay_ip)?;
         let (wg, parts) = kernel_parts(&ns)?;
         let cfg = write_config(

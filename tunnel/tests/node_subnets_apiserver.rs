@@ -14,30 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use causeway_tests::apiserver::Resource;
+use causeway_tests::apiserver::{BLOCK_AFFINITIES, CILIUM_NODES, HOST_SUBNETS};
 use causeway_tests::wait::eventually;
 use causeway_tunnel::fakewg::FakeWg;
 use cluster_kit::{TestCluster, clusters_a_b, fake_parts, start_agent, write_config};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(15);
-
-const HOST_SUBNETS: Resource = Resource::grouped(
-    "network.openshift.io",
-    "v1",
-    "HostSubnet",
-    "hostsubnets",
-    false,
-);
-const CILIUM_NODES: Resource =
-    Resource::grouped("cilium.io", "v2", "CiliumNode", "ciliumnodes", false);
-const BLOCK_AFFINITIES: Resource = Resource::grouped(
-    "crd.projectcalico.org",
-    "v1",
-    "BlockAffinity",
-    "blockaffinities",
-    false,
-);
 
 fn published(a: &TestCluster) -> Option<Value> {
     a.tunnel_endpoint("a1")

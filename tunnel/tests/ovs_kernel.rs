@@ -30,13 +30,7 @@ const TEST: &str = "kernel_datapath_steering";
 
 #[test]
 fn kernel_datapath_steering() -> Result<()> {
-    if kernel_vm::inside() {
-        inside_vm()?;
-        kernel_vm::report_ok();
-    } else {
-        kernel_vm::run(TEST, 600, &[]);
-    }
-    Ok(())
+    kernel_vm::test(TEST, 600, inside_vm)
 }
 
 /// The guest runs under software emulation on a shared host: the first packets of a flow

@@ -20,11 +20,9 @@ use causeway_tests::wait::eventually;
 use causeway_tunnel::agent::Parts;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::{HostInterface, StaticHost};
-use causeway_tunnel::fakenft::FakeNft;
-use causeway_tunnel::routes::FakeRoutes;
 use causeway_tunnel::steering::OvsCli;
 use causeway_tunnel::wg::PrivateKey;
-use cluster_kit::{clusters_a_b, start_agent, write_config};
+use cluster_kit::{clusters_a_b, fake_parts, start_agent, write_config};
 use ovs_kit::{Ovs, TUN_MAC, pod};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,15 +81,13 @@ async fn flows_steer_real_traffic_and_survive_an_ovs_restart() -> Result<()> {
         None,
     )?;
     let parts = Parts {
-        backend: Arc::new(FakeWg::new("causeway0")),
-        routes: Arc::new(FakeRoutes::default()),
-        nft: Arc::new(FakeNft::default()),
         switch: Some(switch),
         host: Arc::new(StaticHost(vec![HostInterface {
             name: "eth0".into(),
             mac: Some(TUN_MAC.into()),
             addresses: vec!["10.128.0.13".parse()?],
         }])),
+        ..fake_parts(&Arc::new(FakeWg::new("causeway0")))
     };
     let running = start_agent(cfg, &a, "a1", None, parts).await?;
 

@@ -6,45 +6,28 @@
 //! loopback. Ranges: node a1 pod subnet 10.128.0.0/24; cluster b pods 10.129.0.0/16;
 //! endpoints 192.0.2.11/.21/.22 (RFC 5737).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use causeway_tests::apiserver::{Mode, TestApiServer};
-use causeway_tests::netns::{ChildGuard, Netns, Signal};
-use causeway_tests::wait::{WaitError, poll};
+use anyhow::{Context as _, Result};
+use causeway_tests::apiserver::Mode;
+use causeway_tests::cluster::{ConfigFile, TestCluster};
+use causeway_tests::daemon::Daemon;
+use causeway_tests::netns::{self, Netns};
+use causeway_tests::wait::poll_until;
 use causeway_tunnel::wg::PrivateKey;
-use serde_json::json;
 
 const TELEMETRY: &str = "http://127.0.0.1:19156";
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<(), WaitError> {
-    poll(timeout, Duration::from_millis(100), what, || {
-        f().then_some(())
-    })
-}
-
-fn tunnel_endpoint(node: &str, key: &str, ip: &str, cidr: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
-        "metadata": {"name": node, "namespace": "causeway"},
-        "spec": {"node": node, "publicKey": key, "endpoint": format!("{ip}:51820"), "podCIDRs": [cidr]},
-    })
-}
-
-fn start(ns: &Netns, cfg: &str, state: &str) -> Result<ChildGuard> {
-    ns.spawn(
-        env!("CARGO_BIN_EXE_causeway-tunnel"),
-        &[
-            "--config",
-            cfg,
-            "--node-name",
-            "a1",
-            "--namespace",
-            "causeway",
-            "--userspace",
-            "--state-dir",
-            state,
-        ],
+fn start(ns: &Netns, cfg: &Path, state: &Path, log: &Path) -> Result<Daemon> {
+    Daemon::spawn(
+        ns.command(env!("CARGO_BIN_EXE_causeway-tunnel"))
+            .arg("--config")
+            .arg(cfg)
+            .args(["--node-name", "a1", "--namespace", "causeway", "--userspace"])
+            .arg("--state-dir")
+            .arg(state),
+        log,
     )
 }
 
@@ -61,77 +44,47 @@ fn state_of(ns: &Netns, cluster: &str) -> String {
 async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let ns = Netns::new("lkg")?;
-    ns.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
-    ns.exec("ip", &["addr", "add", "10.128.0.1/24", "dev", "br0"])?;
-    ns.exec("ip", &["link", "set", "br0", "up"])?;
-    let (a, b) = (TestApiServer::start_in(&ns)?, TestApiServer::start_in(&ns)?);
-    let (ka, kb) = (
-        dir.path().join("a.kubeconfig"),
-        dir.path().join("b.kubeconfig"),
-    );
-    a.write_kubeconfig(&ka, "a")?;
-    b.write_kubeconfig(&kb, "b")?;
-    a.apply(&json!({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "a1"},
-        "spec": {"podCIDR": "10.128.0.0/24", "podCIDRs": ["10.128.0.0/24"]},
-        "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]},
-    }))?;
+    netns::bridge(&ns, "br0", Some("10.128.0.1/24"))?;
+    let a = TestCluster::start_in(&ns, dir.path(), "a", &["10.128.0.0/16"], &[])?;
+    let b = TestCluster::start_in(&ns, dir.path(), "b", &["10.129.0.0/16"], &[])?;
+    a.add_node("a1", "10.128.0.0/24", "192.0.2.11")?;
     let key_b1 = PrivateKey::generate().public_key().to_base64();
     let key_b2 = PrivateKey::generate().public_key().to_base64();
-    b.apply(&tunnel_endpoint(
-        "b1",
-        &key_b1,
-        "192.0.2.21",
-        "10.129.0.0/24",
-    ))?;
-    let cfg = dir.path().join("config.yaml");
+    b.add_tunnel_endpoint("b1", &key_b1, "192.0.2.21:51820", "10.129.0.0/24")?;
     // The first-sync wait is far longer than the test waits for readiness: a ready tunnel
     // after the restart proves the saved state counted.
-    std::fs::write(
-        &cfg,
-        format!(
-            "cluster: a\nclusters:\n\
-             - name: a\n  podCIDRs: [\"10.128.0.0/16\"]\n  source: {{ kubeconfig: {} }}\n\
-             - name: b\n  podCIDRs: [\"10.129.0.0/16\"]\n  source: {{ kubeconfig: {} }}\n\
-             readiness: {{ remoteSyncTimeout: 120s }}\n\
-             tunnel: {{ endpoint: {{ address: \"192.0.2.11:51820\" }}, metricsListen: \"127.0.0.1:19156\" }}\n",
-            ka.display(),
-            kb.display()
-        ),
-    )?;
-    let cfg = cfg.to_string_lossy().to_string();
+    let cfg = ConfigFile::new("a")
+        .cluster(&a)
+        .cluster(&b)
+        .section("readiness", "{ remoteSyncTimeout: 120s }")
+        .section(
+            "tunnel",
+            "{ endpoint: { address: \"192.0.2.11:51820\" }, metricsListen: \"127.0.0.1:19156\" }",
+        )
+        .write(&dir.path().join("config.yaml"))?;
     let state = dir.path().join("state");
-    let state_s = state.to_string_lossy().to_string();
+    let log = |n: u32| dir.path().join(format!("tunnel-{n}.log"));
     let peers = |ns: &Netns| get(ns, "/status").1;
 
     // Both APIs up: synced, peered with b1, b's state saved.
-    let tunnel = start(&ns, &cfg, &state_s)?;
-    let up = wait_for("b1 to be peered", Duration::from_secs(30), || {
+    let mut tunnel = start(&ns, &cfg, &state, &log(1))?;
+    tunnel.wait_for("b1 to be peered", Duration::from_secs(30), || {
         get(&ns, "/readyz").0 == 200 && peers(&ns).contains(&key_b1)
-    });
-    if let Err(e) = up {
-        bail!("{e}: {}", tunnel.kill_for_stderr());
-    }
+    })?;
     assert_eq!(state_of(&ns, "b"), "synced");
     let saved = state.join("cluster-b.json");
-    wait_for("b's state file", Duration::from_secs(20), || saved.exists())?;
+    poll_until(Duration::from_secs(20), "b's state file", || saved.exists())?;
 
     // b's API goes down; the tunnel is killed without a chance to clean up and restarts.
-    b.set_mode(Mode::Refuse);
-    tunnel.signal(Signal::SIGKILL)?;
-    let _ = tunnel.wait(Duration::from_secs(10));
+    b.server.set_mode(Mode::Refuse);
+    tunnel.kill();
     let started = Instant::now();
-    let tunnel = start(&ns, &cfg, &state_s)?;
-    let ready = wait_for("ready after the restart", Duration::from_secs(15), || {
-        get(&ns, "/readyz").0 == 200
-    });
-    if let Err(e) = ready {
-        bail!(
-            "{e}: {}: {}",
-            get(&ns, "/readyz").1,
-            tunnel.kill_for_stderr()
-        );
-    }
+    let mut tunnel = start(&ns, &cfg, &state, &log(2))?;
+    tunnel
+        .wait_for("ready after the restart", Duration::from_secs(15), || {
+            get(&ns, "/readyz").0 == 200
+        })
+        .with_context(|| format!("/readyz: {}", get(&ns, "/readyz").1))?;
     assert!(started.elapsed() < Duration::from_secs(20));
     println!(
         "restart during b's outage: ready after {:.2} s",
@@ -144,7 +97,7 @@ async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() ->
         "{}",
         get(&ns, "/readyz").1
     );
-    wait_for("b1 peered from disk", Duration::from_secs(15), || {
+    tunnel.wait_for("b1 peered from disk", Duration::from_secs(15), || {
         peers(&ns).contains(&key_b1)
     })?;
     let metrics = get(&ns, "/metrics").1;
@@ -154,33 +107,23 @@ async fn restart_during_a_remote_outage_keeps_the_saved_peers_and_converges() ->
     );
 
     // b's API comes back with a second node: the fresh list replaces the saved state.
-    b.apply(&tunnel_endpoint(
-        "b2",
-        &key_b2,
-        "192.0.2.22",
-        "10.129.1.0/24",
-    ))?;
-    b.set_mode(Mode::Normal);
-    let converged = wait_for("b to converge", Duration::from_secs(30), || {
-        let p = peers(&ns);
-        state_of(&ns, "b") == "synced" && p.contains(&key_b1) && p.contains(&key_b2)
-    });
-    if let Err(e) = converged {
-        bail!(
-            "{e}: {}: {}",
-            get(&ns, "/readyz").1,
-            tunnel.kill_for_stderr()
-        );
-    }
+    b.add_tunnel_endpoint("b2", &key_b2, "192.0.2.22:51820", "10.129.1.0/24")?;
+    b.server.set_mode(Mode::Normal);
+    tunnel
+        .wait_for("b to converge", Duration::from_secs(30), || {
+            let p = peers(&ns);
+            state_of(&ns, "b") == "synced" && p.contains(&key_b1) && p.contains(&key_b2)
+        })
+        .with_context(|| format!("/readyz: {}", get(&ns, "/readyz").1))?;
     let metrics = get(&ns, "/metrics").1;
     assert!(
         metrics.contains("causeway_source_stale{cluster=\"b\"} 0"),
         "{metrics}"
     );
-    wait_for("b's state file rewritten", Duration::from_secs(20), || {
+    poll_until(Duration::from_secs(20), "b's state file rewritten", || {
         std::fs::read_to_string(&saved).is_ok_and(|t| t.contains(&key_b2))
     })?;
-    tunnel.signal(Signal::SIGTERM)?;
+    tunnel.signal(causeway_tests::netns::Signal::SIGTERM)?;
     let _ = tunnel.wait(Duration::from_secs(10));
     Ok(())
 }

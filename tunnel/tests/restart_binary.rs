@@ -6,152 +6,112 @@
 //!
 //! Ranges: underlay 192.0.2.0/24 (a1 .11, b1 .21); pods 10.128.0.11 (a1), 10.129.0.11 (b1).
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
-use causeway_tests::apiserver::TestApiServer;
-use causeway_tests::netns::{self, ChildGuard, Netns, ping};
+use causeway_tests::cluster::{ConfigFile, TestCluster};
+use causeway_tests::daemon::Daemon;
+use causeway_tests::netns::{self, Netns, Signal, ping};
+use causeway_tests::objects;
 use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::wg::PublicKey;
-use serde_json::json;
 
 struct Node {
-    ns: Netns,
+    name: String,
     pod: Netns,
-    _server: TestApiServer,
-    args: Vec<String>,
+    ns: Netns,
+    _cluster: TestCluster,
+    cfg: std::path::PathBuf,
+    state: std::path::PathBuf,
+    logs: std::path::PathBuf,
 }
 
 /// The state directory (key file) of node `name`'s tunnel.
-fn state_dir(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+fn state_dir(dir: &Path, name: &str) -> std::path::PathBuf {
     dir.join(format!("state-{name}"))
 }
 
-/// Node `name`; `other` is the remote node's name, underlay address, pod prefix and key.
+/// Node `name` of cluster `local` (pod prefix `pre`, underlay address `ip`); `other` is the
+/// remote node's name, underlay address, pod prefix and key, in the remote cluster's file.
 fn node(
     ul: &Netns,
-    dir: &std::path::Path,
-    name: &str,
+    dir: &Path,
+    (name, local): (&str, &str),
     pre: &str,
     ip: &str,
-    other: (&str, &str, &str, PublicKey),
+    (other_name, other_ip, other_pre, other_key): (&str, &str, &str, PublicKey),
 ) -> Result<Node> {
-    let ns = Netns::new(&format!("r{name}"))?;
-    let pod = Netns::new(&format!("r{name}p"))?;
-    ns.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
-    ns.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
-    ns.exec(
-        "ip",
-        &["addr", "add", &format!("{pre}.0.1/24"), "dev", "br0"],
-    )?;
-    ns.exec("ip", &["link", "set", "br0", "up"])?;
-    ns.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            "veth1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            pod.name(),
-        ],
-    )?;
-    ns.exec("ip", &["link", "set", "veth1", "master", "br0", "up"])?;
-    pod.exec(
-        "ip",
-        &["addr", "add", &format!("{pre}.0.11/24"), "dev", "eth0"],
-    )?;
-    pod.exec("ip", &["link", "set", "eth0", "up"])?;
-    pod.exec(
-        "ip",
-        &["route", "add", "default", "via", &format!("{pre}.0.1")],
-    )?;
-    let port = format!("ul-{name}");
-    ul.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "ul0",
-            "netns",
-            ns.name(),
-        ],
-    )?;
-    ul.exec("ip", &["link", "set", &port, "master", "ulbr", "up"])?;
-    ns.exec("ip", &["addr", "add", &format!("{ip}/24"), "dev", "ul0"])?;
-    ns.exec("ip", &["link", "set", "ul0", "up"])?;
-    // The route clear traffic would take without the tunnel's routes.
-    ns.exec("ip", &["route", "add", "default", "via", other.1])?;
-
-    let server = TestApiServer::start_in(&ns)?;
-    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
-    server.write_kubeconfig(&kubeconfig, name)?;
-    server.apply(&json!({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-        "spec": {"podCIDR": format!("{pre}.0.0/24"), "podCIDRs": [format!("{pre}.0.0/24")]},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
-    }))?;
-    let (other_name, other_ip, other_pre, other_key) = other;
-    let remote = dir.join(format!("{name}-remote.yaml"));
-    std::fs::write(
-        &remote,
-        format!(
-            "apiVersion: causeway.io/v1alpha1\nkind: TunnelEndpoint\nmetadata: {{ name: {other_name}, namespace: causeway }}\n\
-             spec: {{ node: {other_name}, publicKey: \"{}\", endpoint: \"{other_ip}:51820\", podCIDRs: [\"{other_pre}.0.0/24\"] }}\n",
-            other_key.to_base64()
-        ),
-    )?;
-    let (local, remote_cluster, local_pre) = if name == "a1" {
-        ("a", "b", pre)
-    } else {
-        ("b", "a", pre)
-    };
-    let cfg = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "cluster: {local}\nclusters:\n\
-             - name: {local}\n  podCIDRs: [\"{local_pre}.0.0/16\"]\n  serviceCIDRs: [\"172.30.0.0/16\"]\n  source: {{ kubeconfig: {} }}\n\
-             - name: {remote_cluster}\n  podCIDRs: [\"{other_pre}.0.0/16\"]\n  serviceCIDRs: [\"172.31.0.0/16\"]\n  source: {{ file: {} }}\n\
-             tunnel: {{ endpoint: {{ address: \"{ip}:51820\" }}, metricsListen: \"127.0.0.1:19155\" }}\n",
-            kubeconfig.display(),
-            remote.display()
-        ),
-    )?;
-    let args = [
-        "--config",
-        &cfg.to_string_lossy(),
-        "--node-name",
+    let (ns, pod) = netns::routed_node(
+        ul,
+        "ulbr",
         name,
-        "--namespace",
-        "causeway",
-        "--state-dir",
-        &state_dir(dir, name).to_string_lossy(),
-        "--userspace",
-    ]
-    .map(String::from)
-    .to_vec();
+        &format!("r{name}"),
+        &format!("{pre}.0"),
+        &format!("{ip}/24"),
+    )?;
+    // The route clear traffic would take without the tunnel's routes.
+    ns.exec("ip", &["route", "add", "default", "via", other_ip])?;
+
+    let cluster = TestCluster::start_in(
+        &ns,
+        dir,
+        local,
+        &[&format!("{pre}.0.0/16")],
+        &["172.30.0.0/16"],
+    )?;
+    cluster.add_node(name, &format!("{pre}.0.0/24"), ip)?;
+    let remote = dir.join(format!("{name}-remote.yaml"));
+    objects::write_list(
+        &remote,
+        &[objects::tunnel_endpoint(
+            other_name,
+            &other_key.to_base64(),
+            &format!("{other_ip}:51820"),
+            &format!("{other_pre}.0.0/24"),
+        )],
+    )?;
+    let remote_cluster = if local == "a" { "b" } else { "a" };
+    let cfg = ConfigFile::new(local)
+        .cluster(&cluster)
+        .file_cluster(
+            remote_cluster,
+            &[&format!("{other_pre}.0.0/16")],
+            &["172.31.0.0/16"],
+            &remote,
+        )
+        .section(
+            "tunnel",
+            &format!(
+                "{{ endpoint: {{ address: \"{ip}:51820\" }}, metricsListen: \"127.0.0.1:19155\" }}"
+            ),
+        )
+        .write(&dir.join(format!("{name}.yaml")))?;
     Ok(Node {
-        ns,
+        name: name.to_owned(),
         pod,
-        _server: server,
-        args,
+        ns,
+        _cluster: cluster,
+        cfg,
+        state: state_dir(dir, name),
+        logs: dir.to_path_buf(),
     })
 }
 
 impl Node {
-    fn start(&self) -> Result<ChildGuard> {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.ns.spawn(env!("CARGO_BIN_EXE_causeway-tunnel"), &args)
+    /// Starts the node's tunnel; its `n`th run logs to `<dir>/<name>-<n>.log`.
+    fn start(&self, n: u32) -> Result<Daemon> {
+        Daemon::spawn(
+            self.ns
+                .command(env!("CARGO_BIN_EXE_causeway-tunnel"))
+                .arg("--config")
+                .arg(&self.cfg)
+                .args(["--node-name", &self.name, "--namespace", "causeway"])
+                .arg("--state-dir")
+                .arg(&self.state)
+                .arg("--userspace"),
+            &self.logs.join(format!("{}-{n}.log", self.name)),
+        )
     }
 }
 
@@ -181,16 +141,11 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn stop(tunnel: ChildGuard, signal: &str) -> Result<()> {
-    let pid = tunnel.id().context("child")?;
-    netns::run("kill", &[signal, &pid.to_string()])?;
-    let out = tunnel.wait(Duration::from_secs(10))?;
-    if signal == "-TERM" && !out.status.success() {
-        bail!(
-            "exit {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+fn stop(tunnel: Daemon, signal: Signal) -> Result<()> {
+    tunnel.signal(signal)?;
+    let (status, log) = tunnel.wait(Duration::from_secs(10))?;
+    if signal == Signal::SIGTERM && !status.success() {
+        bail!("exit {status}: {log}");
     }
     Ok(())
 }
@@ -211,7 +166,7 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
     let a = node(
         &ul,
         dir.path(),
-        "a1",
+        ("a1", "a"),
         "10.128",
         "192.0.2.11",
         ("b1", "192.0.2.21", "10.129", kb),
@@ -219,7 +174,7 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
     let b = node(
         &ul,
         dir.path(),
-        "b1",
+        ("b1", "b"),
         "10.129",
         "192.0.2.21",
         ("a1", "192.0.2.11", "10.128", ka),
@@ -237,23 +192,20 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
     let control = leaked(&ul)?;
     assert!(control >= 2, "the counter sees clear traffic: {control}");
 
-    let mut ta = a.start()?;
-    let _tb = b.start()?;
-    for (n, range) in [
-        (&a, "10.129.0.0/16 dev causeway0"),
-        (&b, "10.128.0.0/16 dev causeway0"),
+    let mut ta = a.start(1)?;
+    let mut tb = b.start(1)?;
+    for (n, tunnel, range) in [
+        (&a, &mut ta, "10.129.0.0/16 dev causeway0"),
+        (&b, &mut tb, "10.128.0.0/16 dev causeway0"),
     ] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !n
-            .ns
-            .exec("ip", &["route", "show", "proto", "147"])?
-            .contains(range)
-        {
-            if Instant::now() > deadline {
-                bail!("no tunnel route {range}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        tunnel.wait_for(
+            &format!("the tunnel route {range}"),
+            Duration::from_secs(30),
+            || {
+                n.ns.exec("ip", &["route", "show", "proto", "147"])
+                    .is_ok_and(|r| r.contains(range))
+            },
+        )?;
     }
     let before = leaked(&ul)?;
     ping(&a.pod, "10.129.0.11", Duration::from_secs(30))?;
@@ -264,7 +216,7 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
         "nothing in clear while the tunnel runs"
     );
 
-    for signal in ["-KILL", "-TERM"] {
+    for (run, signal) in [(2, Signal::SIGKILL), (3, Signal::SIGTERM)] {
         let base = leaked(&ul)?;
         // b's pod pings a's pod: after a1's restart only a handshake started by a1 brings the
         // replies back quickly (b1 still holds the old session). a's pod pings b's pod too.
@@ -285,7 +237,7 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
         );
         let restart = unix_now();
         let started = Instant::now();
-        ta = a.start()?;
+        ta = a.start(run)?;
         let (out_b, out_a) = (
             pb.wait(Duration::from_secs(15))?,
             pa.wait(Duration::from_secs(15))?,

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use causeway_tests::netns::{Netns, ping, tcp_both_ways, veth};
-use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
-use causeway_tunnel::wg::{DeviceConfig, PeerConfig, PrivateKey, WgBackend};
+use causeway_tunnel::wg::{DeviceConfig, PrivateKey, WgBackend};
+use wg_battery::peer;
+
+mod wg_battery;
 
 #[test]
 fn interop_with_wireguard_go() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = wg_battery::runtime()?;
     let ours = Netns::new("io")?;
     let theirs = Netns::new("ig")?;
     veth(&ours, "192.0.2.1", &theirs, "192.0.2.2")?;
@@ -64,25 +64,18 @@ fn interop_with_wireguard_go() -> Result<()> {
     theirs.exec("ip", &["link", "set", dev, "up"])?;
     theirs.exec("ip", &["route", "add", "198.51.100.1/32", "dev", dev])?;
 
-    let wg = ours.enter(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| Ok(rt.block_on(UserspaceWg::create(UserspaceOptions::new("cw0")))?))
-    })??;
+    let wg = wg_battery::userspace_device(&ours, "cw0")?;
     ours.exec("ip", &["addr", "add", "198.51.100.1/32", "dev", "cw0"])?;
     ours.exec("ip", &["route", "add", "198.51.100.2/32", "dev", "cw0"])?;
     rt.block_on(wg.configure(&DeviceConfig {
         private_key: k_ours.clone(),
         listen_port: 51820,
-        peers: vec![PeerConfig {
-            public_key: k_go.public_key(),
-            preshared_key: None,
-            endpoint: Some("192.0.2.2:51820".parse()?),
-            allowed_ips: vec!["198.51.100.2/32".parse()?],
-            persistent_keepalive: None,
-        }],
+        peers: vec![peer(
+            &k_go,
+            Some("192.0.2.2:51820"),
+            &["198.51.100.2/32"],
+            None,
+        )],
     }))?;
 
     // wireguard-go initiates first this time, then we do after its session exists.

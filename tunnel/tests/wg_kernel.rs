@@ -25,23 +25,12 @@ const TEST: &str = "kernel_backend";
 
 #[test]
 fn kernel_backend() -> Result<()> {
-    if kernel_vm::inside() {
-        inside_vm()?;
-        kernel_vm::report_ok();
-    } else {
-        kernel_vm::run(TEST, 600, &[]);
-    }
-    Ok(())
+    kernel_vm::test(TEST, 600, inside_vm)
 }
 
+/// A peer without keepalive.
 fn peer(key: &PrivateKey, endpoint: Option<&str>, ips: &[&str]) -> PeerConfig {
-    PeerConfig {
-        public_key: key.public_key(),
-        preshared_key: None,
-        endpoint: endpoint.map(|e| e.parse().expect("endpoint")),
-        allowed_ips: ips.iter().map(|s| s.parse().expect("net")).collect(),
-        persistent_keepalive: None,
-    }
+    wg_battery::peer(key, endpoint, ips, None)
 }
 
 fn wg_show(ns: Option<&Netns>, iface: &str) -> Result<String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use causeway_tests::netns::{Netns, ping, tcp_both_ways, veth};
-use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
+use causeway_tunnel::wg::userspace::UserspaceWg;
 use causeway_tunnel::wg::{BackendKind, DeviceConfig, PrivateKey, WgBackend};
 
 mod wg_battery;
@@ -17,17 +17,13 @@ use wg_battery::peer;
 const PORT: u16 = 51820;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+    wg_battery::runtime().expect("runtime")
 }
 
 /// Creates our userspace device `cw0` inside `ns` with tunnel address `addr/32` and a route to
 /// the peer's tunnel address.
 fn device_in(ns: &Netns, addr: &str, peer_addr: &str) -> Result<UserspaceWg> {
-    let wg =
-        ns.enter(|| runtime().block_on(UserspaceWg::create(UserspaceOptions::new("cw0"))))??;
+    let wg = wg_battery::userspace_device(ns, "cw0")?;
     ns.exec("ip", &["addr", "add", &format!("{addr}/32"), "dev", "cw0"])?;
     ns.exec(
         "ip",

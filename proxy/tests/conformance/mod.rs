@@ -1,7 +1,8 @@
 //! One battery of backend tests, run against the fake and a real backend (nftables in a
-//! network namespace, IPVS in the kernel VM): the same desired states must give the
-//! same `ipvsadm -Ln` view after a full apply, a partial apply, and an adoption by a
-//! new backend instance (a restart).
+//! network namespace, IPVS in the kernel VM), step for step on both: the same desired
+//! states must give the same `ipvsadm -Ln` view after a full apply, a partial apply, and an
+//! adoption by a new backend instance (a restart), and the adoption must see what was
+//! applied.
 //!
 //! Test ranges: service IPs 192.0.2.0/24 and 2001:db8:5::/64, pod IPs 198.51.100.0/24
 //! and 2001:db8:10::/64.
@@ -153,47 +154,70 @@ fn plain(d: &DesiredState) -> String {
     )
 }
 
-/// The battery. `reopen` makes a new instance of the real backend (a restarted process).
-pub fn run(real: &mut dyn Backend, reopen: impl FnOnce() -> Box<dyn Backend>) {
-    let mut fake = FakeBackend::default();
+/// What one backend shows at each step of the battery.
+#[derive(Debug, PartialEq, Eq)]
+struct Views {
+    full: String,
+    partial: String,
+    adopted: String,
+    after_restart: String,
+}
+
+/// The steps on one backend: a full apply of v1, a partial apply of v2, then a new instance
+/// (`reopen`, given the old one) reads the state back and fully applies v3.
+fn steps(
+    b: &mut dyn Backend,
+    reopen: impl FnOnce(&mut dyn Backend) -> Box<dyn Backend>,
+) -> Views {
     let (v1, v2, v3) = (v1(), v2(), v3());
-    for b in [real as &mut dyn Backend, &mut fake] {
-        b.apply(&v1, None).expect("full apply");
-    }
-    let (r, f) = (view(real, &v1), view(&mut fake, &v1));
-    assert_eq!(r, f, "after a full apply");
-    assert!(
-        r.contains(
-            "UDP  192.0.2.53:53 rr persistent 600  # cluster=c service=demo/dns:http generation=3"
-        ),
-        "{r}"
-    );
-
-    for b in [real as &mut dyn Backend, &mut fake] {
-        b.apply(&v2, Some(&v1)).expect("partial apply");
-    }
-    assert_eq!(
-        view(real, &v2),
-        view(&mut fake, &v2),
-        "after a partial apply"
-    );
-
-    // A new process reads the state back (adopt) and reconciles with a full apply.
-    let mut again = reopen();
-    let adopted = again
-        .read()
-        .expect("read after restart")
-        .to_desired(|_| None);
-    assert_eq!(
-        plain(&adopted),
-        plain(&v2),
-        "adoption sees what was applied"
+    b.apply(&v1, None).expect("full apply");
+    let full = view(b, &v1);
+    b.apply(&v2, Some(&v1)).expect("partial apply");
+    let partial = view(b, &v2);
+    let mut again = reopen(b);
+    let adopted = plain(
+        &again
+            .read()
+            .expect("read after restart")
+            .to_desired(|_| None),
     );
     again.apply(&v3, None).expect("full apply after restart");
-    fake.apply(&v3, None).unwrap();
-    assert_eq!(
-        view(again.as_mut(), &v3),
-        view(&mut fake, &v3),
-        "after adopt + full apply"
-    );
+    Views {
+        full,
+        partial,
+        adopted,
+        after_restart: view(again.as_mut(), &v3),
+    }
+}
+
+/// The battery, on the real backend and on the fake, whose views must agree at every step.
+/// `reopen` makes a new instance of the real backend (a restarted process); the fake's new
+/// instance starts from the state the old one holds (the fake is its own kernel).
+pub fn run(real: &mut dyn Backend, reopen: impl FnOnce() -> Box<dyn Backend>) {
+    let r = steps(real, |_| reopen());
+    let f = steps(&mut FakeBackend::default(), |old| {
+        Box::new(FakeBackend {
+            state: old.read().expect("read the fake"),
+            ..FakeBackend::default()
+        })
+    });
+    assert_eq!(r.full, f.full, "after a full apply");
+    assert_eq!(r.partial, f.partial, "after a partial apply");
+    assert_eq!(r.adopted, f.adopted, "adoption by a new instance");
+    assert_eq!(r.after_restart, f.after_restart, "after adopt + full apply");
+    // Checked on both sides, so that neither can agree with the other on a wrong answer.
+    for (side, views) in [("real", &r), ("fake", &f)] {
+        assert!(
+            views.full.contains(
+                "UDP  192.0.2.53:53 rr persistent 600  # cluster=c service=demo/dns:http generation=3"
+            ),
+            "{side}: {}",
+            views.full
+        );
+        assert_eq!(
+            views.adopted,
+            plain(&v2()),
+            "{side}: adoption sees what was applied"
+        );
+    }
 }

@@ -48,7 +48,9 @@ pub use faults::{FaultError, Mode, RequestRecord, Verb};
 pub use kubeconfig::{KubeconfigError, TOKEN as KUBECONFIG_TOKEN};
 pub use load::{LoadError, objects_from_yaml, read_objects};
 pub use patch::PatchError;
-pub use resources::{DEFAULT_RESOURCES, Resource};
+pub use resources::{
+    BLOCK_AFFINITIES, CILIUM_NODES, CNI_RESOURCES, DEFAULT_RESOURCES, HOST_SUBNETS, Resource,
+};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use store::{DEFAULT_HISTORY, EventType, StoreError};
 

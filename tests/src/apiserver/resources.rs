@@ -99,3 +99,30 @@ pub const DEFAULT_RESOURCES: &[Resource] = &[
         true,
     ),
 ];
+
+/// OpenShift SDN's per-node subnet (`network.openshift.io/v1` HostSubnet), not served by default.
+pub const HOST_SUBNETS: Resource = Resource::grouped(
+    "network.openshift.io",
+    "v1",
+    "HostSubnet",
+    "hostsubnets",
+    false,
+);
+
+/// Cilium's per-node object (`cilium.io/v2` CiliumNode), not served by default.
+pub const CILIUM_NODES: Resource =
+    Resource::grouped("cilium.io", "v2", "CiliumNode", "ciliumnodes", false);
+
+/// Calico's IPAM blocks of a node (`crd.projectcalico.org/v1` BlockAffinity), not served by
+/// default.
+pub const BLOCK_AFFINITIES: Resource = Resource::grouped(
+    "crd.projectcalico.org",
+    "v1",
+    "BlockAffinity",
+    "blockaffinities",
+    false,
+);
+
+/// The kinds the CNIs keep node pod subnets in ([`HOST_SUBNETS`], [`CILIUM_NODES`],
+/// [`BLOCK_AFFINITIES`]), for a cluster that serves them all.
+pub const CNI_RESOURCES: &[Resource] = &[HOST_SUBNETS, CILIUM_NODES, BLOCK_AFFINITIES];

@@ -9,9 +9,11 @@
 //! `timeout` arguments.
 //!
 //! - [`child`]: [`ChildGuard`] and [`run`]/[`sh`] on the host;
-//! - [`net`]: veth pairs, pings, a TCP transfer with iperf3.
+//! - [`net`]: bridges, veth pairs, pod namespaces, routed nodes, pings, a TCP transfer with iperf3;
+//! - [`echo`]: TCP and UDP servers answering their name, and the clients asking them.
 
 pub mod child;
+pub mod echo;
 pub mod net;
 
 use std::fs::File;
@@ -20,8 +22,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, Result};
 use nix::sched::{CloneFlags, setns};
 
+use crate::probe;
+
 pub use child::{ChildGuard, RUN_TIMEOUT, run, sh};
-pub use net::{fails_to_ping, ping, tcp_both_ways, veth, veth_pair};
+pub use echo::{Echo, ask, connect, udp_ask};
+pub use net::{
+    bridge, fails_to_ping, ping, pod, routed_node, tcp_both_ways, veth, veth_pair,
+};
 pub use nix::sys::signal::Signal;
 
 /// A network namespace, deleted on drop.
@@ -39,6 +46,7 @@ impl Netns {
             .args(["netns", "del", &name])
             .stderr(Stdio::null())
             .status();
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&name));
         run("ip", &["netns", "add", &name])?;
         let ns = Self { name };
         ns.exec("ip", &["link", "set", "lo", "up"])?;
@@ -72,29 +80,34 @@ impl Netns {
         run("ip", &full)
     }
 
-    /// `GET url` with curl from inside (2 s limit): the status code (0 when no answer) and
-    /// the body.
+    /// `GET url` (`http://IP:PORT/path`) from inside, with [`crate::probe::get`]'s bounds:
+    /// the status code (0 when nothing answers) and the body.
     pub fn http_get(&self, url: &str) -> (u16, String) {
-        let out = self
-            .exec(
-                "curl",
-                &["-s", "--max-time", "2", "-w", "\n%{http_code}", url],
-            )
-            .unwrap_or_default();
-        let (body, code) = out.trim_end().rsplit_once('\n').unwrap_or(("", "0"));
-        (code.parse().unwrap_or(0), body.to_string())
+        let Some((addr, path)) = probe::parse_url(url) else {
+            return (0, String::new());
+        };
+        self.enter(move || probe::get(addr, &path))
+            .unwrap_or_default()
     }
 
-    /// The `state` of `cluster` in the `/readyz` body at `url` (`synced`,
-    /// `stale-from-disk`, `waiting`, `failed`), empty when absent.
+    /// The `state` of `cluster` in the `/readyz` body at `url` (see
+    /// [`probe::readyz_state`]), empty when absent.
     pub fn readyz_state(&self, url: &str, cluster: &str) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.http_get(url).1).unwrap_or_default();
-        v["clusters"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["cluster"] == cluster))
-            .and_then(|c| c["state"].as_str())
-            .unwrap_or_default()
-            .to_string()
+        probe::readyz_state(&self.http_get(url).1, cluster)
+    }
+
+    /// Writes `/etc/netns/<name>/<file>`, which `ip netns exec` mounts over `/etc/<file>`
+    /// for the commands it runs (a `resolv.conf` of the namespace's own); removed with the
+    /// namespace.
+    pub fn write_etc(&self, file: &str, text: &str) -> Result<()> {
+        let dir = self.etc_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::write(dir.join(file), text).with_context(|| format!("write {file}"))?;
+        Ok(())
+    }
+
+    fn etc_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.name)
     }
 
     /// Runs a shell script inside, as [`Netns::exec`] does.

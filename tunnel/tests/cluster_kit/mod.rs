@@ -3,6 +3,7 @@
 //! each with its own state directory (its key file) under the test's directory.
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,25 +14,29 @@ use causeway_shared::config::{Config, SourceSpec};
 use causeway_shared::model::ObjectKind;
 use causeway_shared::source::{SourceMetrics, SourceOptions, client_for, spawn_sources};
 use causeway_shared::sync_runner::SyncTiming;
-use causeway_tests::apiserver::TestApiServer;
+use causeway_tests::cluster::ConfigFile;
 use causeway_tunnel::agent::{Agent, AgentConfig, Identity, Parts, Timing};
 use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::publish::Publisher;
 use prometheus_client::registry::Registry;
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 /// Namespace of the tunnels in every test cluster.
-pub const NS: &str = "causeway";
+pub const NS: &str = causeway_tests::objects::CAUSEWAY_NAMESPACE;
 
-/// One test cluster: its API server, CIDRs and kubeconfig.
+/// One test cluster of the kit (its API server, ranges and kubeconfig), with the state
+/// directories of its nodes' tunnels under the test's directory.
 pub struct TestCluster {
-    pub name: String,
-    pub server: TestApiServer,
-    pub pod_cidr: String,
-    pub service_cidr: String,
-    pub kubeconfig: PathBuf,
+    cluster: causeway_tests::cluster::TestCluster,
     dir: PathBuf,
+}
+
+impl Deref for TestCluster {
+    type Target = causeway_tests::cluster::TestCluster;
+
+    fn deref(&self) -> &Self::Target {
+        &self.cluster
+    }
 }
 
 /// The two clusters most tests use: `a` (pods 10.128.0.0/16, services 172.30.0.0/16) and `b`
@@ -45,15 +50,14 @@ pub async fn clusters_a_b(dir: &Path) -> Result<(TestCluster, TestCluster)> {
 
 impl TestCluster {
     pub async fn start(dir: &Path, name: &str, pod_cidr: &str, service_cidr: &str) -> Result<Self> {
-        let server = TestApiServer::start().await;
-        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
-        server.write_kubeconfig(&kubeconfig, name)?;
         Ok(Self {
-            name: name.into(),
-            server,
-            pod_cidr: pod_cidr.into(),
-            service_cidr: service_cidr.into(),
-            kubeconfig,
+            cluster: causeway_tests::cluster::TestCluster::start(
+                dir,
+                name,
+                &[pod_cidr],
+                &[service_cidr],
+            )
+            .await?,
             dir: dir.into(),
         })
     }
@@ -61,34 +65,6 @@ impl TestCluster {
     /// The state directory (key file) of the tunnel of `node` of this cluster.
     pub fn state_dir(&self, node: &str) -> PathBuf {
         self.dir.join(format!("state-{}-{node}", self.name))
-    }
-
-    /// Adds a Node with one pod subnet and an InternalIP.
-    pub fn add_node(&self, name: &str, pod_cidr: &str, internal_ip: &str) -> Result<()> {
-        self.server.apply(&json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name},
-            "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
-            "status": {"addresses": [{"type": "InternalIP", "address": internal_ip}]},
-        }))?;
-        Ok(())
-    }
-
-    /// Publishes a TunnelEndpoint for `node` as that node's tunnel would.
-    pub fn add_tunnel_endpoint(
-        &self,
-        node: &str,
-        public_key: &str,
-        endpoint: &str,
-        pod_cidr: &str,
-    ) -> Result<()> {
-        self.server.apply(&json!({
-            "apiVersion": "causeway.io/v1alpha1", "kind": "TunnelEndpoint",
-            "metadata": {"name": node, "namespace": NS},
-            "spec": {"node": node, "publicKey": public_key, "endpoint": endpoint,
-                     "podCIDRs": [pod_cidr]},
-        }))?;
-        Ok(())
     }
 
     /// A kube client of this cluster.
@@ -102,14 +78,6 @@ impl TestCluster {
         )
         .await?)
     }
-
-    /// The TunnelEndpoint `name` as JSON.
-    pub fn tunnel_endpoint(&self, name: &str) -> Option<serde_json::Value> {
-        self.server
-            .get_value("causeway.io/v1alpha1", "TunnelEndpoint", NS, name)
-            .ok()
-            .flatten()
-    }
 }
 
 /// Writes the configuration of a tunnel running in `local`, with `tunnel_yaml` as its
@@ -120,20 +88,12 @@ pub fn write_config(
     clusters: &[&TestCluster],
     tunnel_yaml: &str,
 ) -> Result<Config> {
-    let mut text = format!("cluster: {local}\nclusters:\n");
-    for c in clusters {
-        text.push_str(&format!(
-            "  - name: {}\n    podCIDRs: [\"{}\"]\n    serviceCIDRs: [\"{}\"]\n    source: {{ kubeconfig: {} }}\n",
-            c.name,
-            c.pod_cidr,
-            c.service_cidr,
-            c.kubeconfig.display()
-        ));
-    }
-    text.push_str(&format!("tunnel: {tunnel_yaml}\n"));
-    let path = dir.join(format!("config-{local}-{}.yaml", std::process::id()));
-    std::fs::write(&path, text)?;
-    Ok(Config::load(&path)?)
+    let file = clusters
+        .iter()
+        .fold(ConfigFile::new(local), |file, c| file.cluster(c))
+        .section("tunnel", tunnel_yaml)
+        .write(&dir.join(format!("config-{local}-{}.yaml", std::process::id())))?;
+    Ok(Config::load(&file)?)
 }
 
 /// Fast loops for tests.

@@ -1,6 +1,8 @@
 //! One battery of WireGuard device checks, run through [`WgBackend`] against the fake and
-//! against a real backend (`battery_wg`: the userspace one on a TUN device in a namespace),
-//! which keeps the fake honest: the same configurations must give the same peer listing.
+//! against a real backend (`battery_wg`: the userspace one on a TUN device in a namespace;
+//! `wg_kernel`: the kernel's, in the kernel VM), which keeps the fake honest: the same
+//! configurations must give the same peer listing. Also the helpers of the tests that drive
+//! devices: peers, a runtime, a userspace device in a namespace.
 //!
 //! The device has no route to the peers' endpoints (192.0.2.0/24, RFC 5737): no packet
 //! leaves the namespace and no handshake completes, so every peer lists "no handshake".
@@ -9,6 +11,8 @@
 #![allow(dead_code)]
 
 use anyhow::Result;
+use causeway_tests::netns::Netns;
+use causeway_tunnel::wg::userspace::{UserspaceOptions, UserspaceWg};
 use causeway_tunnel::wg::{DeviceConfig, PeerConfig, PeerStatus, PrivateKey, WgBackend};
 
 /// A peer of `key` at `endpoint` routing `ips`.
@@ -25,6 +29,20 @@ pub fn peer(
         allowed_ips: ips.iter().map(|s| s.parse().expect("net")).collect(),
         persistent_keepalive: keepalive,
     }
+}
+
+/// A current-thread runtime, for the blocking tests that drive a device.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Our userspace device `interface` (default options), created inside `ns`: its TUN device
+/// and UDP socket live there.
+pub fn userspace_device(ns: &Netns, interface: &str) -> Result<UserspaceWg> {
+    let options = UserspaceOptions::new(interface);
+    ns.enter(move || Ok(runtime()?.block_on(UserspaceWg::create(options))?))?
 }
 
 /// The peers as canonical text, one line each in the order listed:

@@ -1,15 +1,17 @@
 //! The object store: JSON objects keyed by resource, namespace and name, with one global
 //! resourceVersion counter (like etcd's revision) and a bounded history of change events that
-//! watches are served from.
+//! watches are served from. What the server fills into a written object is [`metadata`]'s
+//! job; the store's own unit tests are in `tests.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::resources::{DEFAULT_RESOURCES, Resource};
+
+mod metadata;
 
 /// How many change events a store keeps for watches to resume from, unless configured.
 pub const DEFAULT_HISTORY: usize = 1000;
@@ -173,8 +175,7 @@ struct Inner {
     history_limit: usize,
     /// Watches from a version below this answer 410.
     oldest_watchable: u64,
-    uid_seed: u32,
-    uid_counter: u64,
+    ids: metadata::Ids,
 }
 
 /// The object store of one test API server.
@@ -185,11 +186,6 @@ pub(crate) struct Store {
 
 impl Store {
     pub fn new(history_limit: usize) -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
-            .unwrap_or(0)
-            ^ std::process::id().rotate_left(16);
         let (events, _) = broadcast::channel(CHANNEL_CAPACITY);
         Self {
             inner: Mutex::new(Inner {
@@ -199,8 +195,7 @@ impl Store {
                 history: VecDeque::new(),
                 history_limit: history_limit.max(1),
                 oldest_watchable: 0,
-                uid_seed: seed,
-                uid_counter: 0,
+                ids: metadata::Ids::new(),
             }),
             events,
         }
@@ -283,74 +278,17 @@ impl Store {
         (items, inner.rv)
     }
 
-    /// Creates or replaces an object, filling in the server-owned metadata; emits an event
-    /// unless the write changes nothing.
+    /// Creates or replaces an object, filling in the server-owned metadata ([`metadata`]);
+    /// emits an event unless the write changes nothing.
     pub fn write(
         &self,
         resource: Resource,
         mut object: Value,
         mode: WriteMode,
     ) -> Result<Value, StoreError> {
-        let Some(fields) = object.as_object_mut() else {
-            return Err(StoreError::Invalid("not a JSON object".into()));
-        };
-        for (field, want) in [
-            ("apiVersion", resource.api_version()),
-            ("kind", resource.kind.into()),
-        ] {
-            match fields.get(field) {
-                Some(Value::String(have)) if *have != want => {
-                    return Err(StoreError::Invalid(format!(
-                        "{field} is {have:?}, expected {want:?} for {}",
-                        resource.plural
-                    )));
-                }
-                _ => {
-                    fields.insert(field.into(), Value::String(want));
-                }
-            }
-        }
-        let metadata = fields
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()
-            .ok_or_else(|| StoreError::Invalid("metadata is not an object".into()))?;
-        let namespace = if resource.namespaced {
-            let ns = metadata
-                .get("namespace")
-                .and_then(Value::as_str)
-                .filter(|ns| !ns.is_empty())
-                .unwrap_or("default")
-                .to_owned();
-            metadata.insert("namespace".into(), Value::String(ns.clone()));
-            ns
-        } else {
-            metadata.remove("namespace");
-            String::new()
-        };
-        let given_rv = metadata
-            .get("resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-
+        let (namespace, given_rv) = metadata::place(resource, &mut object)?;
         let mut inner = self.lock();
-        let name = match metadata.get("name").and_then(Value::as_str) {
-            Some(name) if !name.is_empty() => name.to_owned(),
-            _ => match metadata.get("generateName").and_then(Value::as_str) {
-                Some(prefix) if !matches!(mode, WriteMode::Replace) => {
-                    inner.uid_counter += 1;
-                    let name = format!("{prefix}{}", suffix(inner.uid_seed, inner.uid_counter));
-                    metadata.insert("name".into(), Value::String(name.clone()));
-                    name
-                }
-                _ => {
-                    return Err(StoreError::MissingName {
-                        plural: resource.plural,
-                    });
-                }
-            },
-        };
+        let name = metadata::name(resource, &mut object, &mode, &mut inner.ids)?;
         let key = (namespace, name.clone());
         let existing = inner
             .objects
@@ -371,7 +309,7 @@ impl Store {
                 });
             }
             (WriteMode::Replace, Some(old)) => {
-                let stored = rv_of(old);
+                let stored = metadata::rv_of(old);
                 if !given_rv.is_empty() && given_rv != stored {
                     return Err(StoreError::Conflict {
                         plural: resource.plural,
@@ -383,49 +321,9 @@ impl Store {
             }
             _ => {}
         }
-
-        // Server-owned metadata: kept from the stored object, else taken from the new one
-        // (so that loaded `kubectl get -o yaml` output keeps its uids), else generated.
-        let inherited = |field: &str| {
-            existing
-                .as_ref()
-                .and_then(|old| old.pointer(&format!("/metadata/{field}")))
-                .cloned()
-        };
-        let uid = match inherited("uid").or_else(|| metadata.get("uid").cloned()) {
-            Some(uid) => uid,
-            None => {
-                inner.uid_counter += 1;
-                Value::String(uid(inner.uid_seed, inner.uid_counter))
-            }
-        };
-        let created = inherited("creationTimestamp")
-            .or_else(|| metadata.get("creationTimestamp").cloned())
-            .unwrap_or_else(|| Value::String(now_rfc3339()));
-        let generation = match &existing {
-            Some(old) => {
-                let old_generation = old.pointer("/metadata/generation").and_then(Value::as_u64);
-                let bump = u64::from(spec_of(old) != spec_of(&object));
-                old_generation.unwrap_or(1) + bump
-            }
-            None => 1,
-        };
-        let metadata = object
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .expect("metadata was made an object above");
-        metadata.insert("uid".into(), uid);
-        metadata.insert("creationTimestamp".into(), created);
-        metadata.insert("generation".into(), generation.into());
-
-        if let Some(old) = &existing {
-            metadata.insert(
-                "resourceVersion".into(),
-                Value::String(rv_of(old).to_owned()),
-            );
-            if **old == object {
-                return Ok(object);
-            }
+        metadata::stamp(&mut object, existing.as_deref(), &mut inner.ids);
+        if existing.as_deref() == Some(&object) {
+            return Ok(object);
         }
         inner.rv += 1;
         let rv = inner.rv;
@@ -558,172 +456,5 @@ fn scope(resource: Resource, namespace: &str) -> &str {
     if resource.namespaced { namespace } else { "" }
 }
 
-fn rv_of(object: &Value) -> &str {
-    object
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-/// Everything but metadata and status: a change here bumps `metadata.generation`.
-fn spec_of(object: &Value) -> Value {
-    let mut spec = object.clone();
-    if let Some(fields) = spec.as_object_mut() {
-        fields.remove("metadata");
-        fields.remove("status");
-    }
-    spec
-}
-
-fn uid(seed: u32, counter: u64) -> String {
-    format!(
-        "{seed:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (counter >> 48) & 0xffff,
-        (counter >> 36) & 0xfff,
-        (counter >> 24) & 0xfff,
-        counter & 0xffff_ffff_ffff
-    )
-}
-
-/// A `generateName` suffix: five lower-case alphanumerics, like the apiserver's.
-fn suffix(seed: u32, counter: u64) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = (u64::from(seed) << 20) ^ counter.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (0..5)
-        .map(|_| {
-            let c = ALPHABET[(n % ALPHABET.len() as u64) as usize] as char;
-            n /= ALPHABET.len() as u64;
-            c
-        })
-        .collect()
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const SERVICES: Resource = Resource::core("Service", "services", true);
-    const NODES: Resource = Resource::core("Node", "nodes", false);
-
-    fn svc(name: &str, port: u16) -> Value {
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": "shop"},
-               "spec": {"ports": [{"port": port}]}})
-    }
-
-    #[test]
-    fn write_fills_metadata_and_versions_increase() {
-        let store = Store::new(10);
-        let a = store
-            .write(SERVICES, svc("a", 80), WriteMode::Create)
-            .unwrap();
-        let b = store
-            .write(SERVICES, svc("b", 80), WriteMode::Create)
-            .unwrap();
-        assert_eq!(a["metadata"]["resourceVersion"], "2");
-        assert_eq!(b["metadata"]["resourceVersion"], "3");
-        assert_eq!(a["metadata"]["generation"], 1);
-        assert!(a["metadata"]["uid"].as_str().unwrap().len() == 36);
-        assert!(
-            a["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap()
-                .ends_with('Z')
-        );
-        assert_ne!(a["metadata"]["uid"], b["metadata"]["uid"]);
-        assert_eq!(store.current_rv(), 3);
-    }
-
-    #[test]
-    fn create_replace_conflicts_and_noop() {
-        let store = Store::new(10);
-        store
-            .write(SERVICES, svc("a", 80), WriteMode::Create)
-            .unwrap();
-        assert!(matches!(
-            store.write(SERVICES, svc("a", 80), WriteMode::Create),
-            Err(StoreError::AlreadyExists { .. })
-        ));
-        assert!(matches!(
-            store.write(SERVICES, svc("z", 80), WriteMode::Replace),
-            Err(StoreError::NotFound { .. })
-        ));
-        let mut stale = svc("a", 81);
-        stale["metadata"]["resourceVersion"] = "1".into();
-        assert!(matches!(
-            store.write(SERVICES, stale, WriteMode::Replace),
-            Err(StoreError::Conflict { .. })
-        ));
-        // Same content: no new version.
-        let same = store
-            .write(SERVICES, svc("a", 80), WriteMode::Upsert)
-            .unwrap();
-        assert_eq!(same["metadata"]["resourceVersion"], "2");
-        let changed = store
-            .write(SERVICES, svc("a", 81), WriteMode::Upsert)
-            .unwrap();
-        assert_eq!(changed["metadata"]["resourceVersion"], "3");
-        assert_eq!(changed["metadata"]["generation"], 2);
-    }
-
-    #[test]
-    fn cluster_scoped_objects_lose_their_namespace() {
-        let store = Store::new(10);
-        let node = json!({"apiVersion": "v1", "kind": "Node",
-                          "metadata": {"name": "n1", "namespace": "x"}});
-        let stored = store.write(NODES, node, WriteMode::Upsert).unwrap();
-        assert!(stored["metadata"].get("namespace").is_none());
-        assert!(store.get(NODES, "anything", "n1").is_some());
-        assert_eq!(store.list(NODES, None).0.len(), 1);
-    }
-
-    #[test]
-    fn history_window_and_compaction_expire_versions() {
-        let store = Store::new(2);
-        for port in 1..=4 {
-            store
-                .write(SERVICES, svc("a", port), WriteMode::Upsert)
-                .unwrap();
-        }
-        // Versions 2..=5 were written; the history keeps 4 and 5.
-        assert!(matches!(
-            store.watch(SERVICES, WatchFrom::Version(2)),
-            Err(StoreError::Expired {
-                requested: 2,
-                oldest: 3
-            })
-        ));
-        let sub = store.watch(SERVICES, WatchFrom::Version(3)).unwrap();
-        assert_eq!(
-            sub.backlog.iter().map(|e| e.rv).collect::<Vec<_>>(),
-            vec![4, 5]
-        );
-        let rv = store.compact(false);
-        assert_eq!(rv, 6);
-        assert!(store.watch(SERVICES, WatchFrom::Version(5)).is_err());
-        assert!(store.watch(SERVICES, WatchFrom::Version(6)).is_ok());
-    }
-
-    #[test]
-    fn generate_name_and_delete() {
-        let store = Store::new(10);
-        let obj = json!({"metadata": {"generateName": "web-", "namespace": "shop"}});
-        let stored = store.write(SERVICES, obj, WriteMode::Create).unwrap();
-        let name = stored["metadata"]["name"].as_str().unwrap().to_owned();
-        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
-        let deleted = store.delete(SERVICES, "shop", &name).unwrap();
-        assert_eq!(deleted["metadata"]["resourceVersion"], "3");
-        assert!(store.get(SERVICES, "shop", &name).is_none());
-        assert!(matches!(
-            store.delete(SERVICES, "shop", &name),
-            Err(StoreError::NotFound { .. })
-        ));
-    }
-}
+mod tests;
