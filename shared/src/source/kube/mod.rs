@@ -9,7 +9,6 @@
 //! saved to disk and published, marked stale, at the next start, before the API is
 //! reached; the first full list of every kind replaces it.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +32,11 @@ use state::{Change, Object, SourceState, run_changes};
 
 use super::metrics::SourceMetrics;
 use super::persist::{self, StateDir};
-use crate::catalog::{Catalog, ClusterStatus};
+use crate::catalog::Catalog;
 use crate::config::SourceSpec;
 use crate::crd;
 use crate::model::convert::ConvertError;
-use crate::model::{ClusterData, EndpointSlice, Node, ObjectKind, Service, TunnelEndpoint};
+use crate::model::{EndpointSlice, Node, ObjectKind, Service, TunnelEndpoint};
 
 /// Why a client for a cluster could not be built.
 #[derive(Debug, thiserror::Error)]
