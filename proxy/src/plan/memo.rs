@@ -14,6 +14,12 @@ use tokio::time::Instant;
 use super::backends::virtual_servers;
 use super::{Conflict, DesiredState, Plan, PlanSettings, VirtualServer, VsKey};
 
+/// The planner with a memory: [`Planner::plan`] answers exactly as [`plan`] does, but
+/// builds anew only the virtual services of Services that changed since its last call.
+///
+/// The sources keep the same `Arc` for every object that did not change, so a Service
+/// whose object and EndpointSlices are the same `Arc`s as last time has the same virtual
+/// services, and a cluster whose whole `ClusterData` is the same `Arc` has the same
 /// result. The memo holds those `Arc`s rather than bare addresses: a freed object's
 /// address could be reused by a new one, a live `Arc`'s cannot.
 ///

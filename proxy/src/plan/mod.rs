@@ -178,12 +178,5 @@ pub fn plan(snapshot: &Snapshot, settings: &PlanSettings, now: Instant) -> Plan 
     Planner::default().plan(snapshot, settings, now)
 }
 
-/// The planner with a memory: [`Planner::plan`] answers exactly as [`plan`] does, but
-/// builds anew only the virtual services of Services that changed since its last call.
-///
-/// The sources keep the same `Arc` for every object that did not change, so a Service
-/// whose object and EndpointSlices are the same `Arc`s as last time has the same virtual
-/// services, and a cluster whose whole `ClusterData` is the same `Arc` has the same
-
 #[cfg(test)]
 mod tests;

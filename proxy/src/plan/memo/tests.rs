@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::plan::plan;
-use crate::testdata::{plan_settings as settings};
+use crate::testdata::{CLUSTER_B, plan_settings as settings};
 
 /// A second remote cluster `c` (same test ranges as [`CLUSTER_B`]).
 const CLUSTER_C: &str = r#"
