@@ -211,12 +211,8 @@ fn a_patched_pod_resolves_cluster_local_search_names_other_clusters_and_external
     .unwrap();
 
     // The pod's resolv.conf, where `ip netns exec` mounts it over /etc/resolv.conf.
-    std::fs::create_dir_all(lab.etc_dir()).unwrap();
-    std::fs::write(
-        lab.etc_dir().join("resolv.conf"),
-        kubelet_resolv_conf(&patched_pod()),
-    )
-    .unwrap();
+    lab.write_etc("resolv.conf", &kubelet_resolv_conf(&patched_pod()))
+        .unwrap();
 
     let b_web = {
         // The first Service of cluster b's fixture, by name.

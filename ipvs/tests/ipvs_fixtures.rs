@@ -13,9 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use causeway_ipvs::message::{
-    AF_INET, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, ServiceFlags,
-};
+use causeway_ipvs::message::{AF_INET, IpvsAttr, IpvsCmd, IpvsMessage, ServiceAttr, ServiceFlags};
 use causeway_ipvs::{Forward, Protocol, RealServer, VirtualService, request};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_generic::{

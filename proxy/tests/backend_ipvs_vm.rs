@@ -32,7 +32,8 @@ fn in_vm() {
     let mut real = backend();
     conformance::run(&mut real, || Box::new(backend()));
     // Our rendering equals ipvsadm's own listing of the same kernel, header included.
-    let ours = causeway_proxy::backend::ipvsadm::render_ipvsadm(&real.read().unwrap(), Default::default());
+    let ours =
+        causeway_proxy::backend::ipvsadm::render_ipvsadm(&real.read().unwrap(), Default::default());
     let out = Command::new("ipvsadm")
         .arg("-Ln")
         .output()

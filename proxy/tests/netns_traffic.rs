@@ -230,15 +230,7 @@ UDP  192.0.2.10:53 rr
 
 /// A lab with two backends serving cluster b's service and the proxy started on it, once
 /// both real servers show; also returns that `/ipvs` listing.
-fn two_backends(
-    tag: &str,
-) -> (
-    Lab,
-    tempfile::TempDir,
-    std::path::PathBuf,
-    Daemon,
-    String,
-) {
+fn two_backends(tag: &str) -> (Lab, tempfile::TempDir, std::path::PathBuf, Daemon, String) {
     let lab = Lab::new(tag, 2);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());

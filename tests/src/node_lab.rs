@@ -41,7 +41,8 @@ impl NodeLab {
         let dir = tempfile::tempdir()?;
         let ns = Netns::new(short)?;
         netns::bridge(&ns, "br0", Some("10.128.0.1/24"))?;
-        let a = TestCluster::start_in(&ns, dir.path(), "a", &["10.128.0.0/16"], &["172.30.0.0/16"])?;
+        let a =
+            TestCluster::start_in(&ns, dir.path(), "a", &["10.128.0.0/16"], &["172.30.0.0/16"])?;
         a.add_node(NODE, "10.128.0.0/24", "192.0.2.11")?;
         let lab = Self {
             a,

@@ -99,7 +99,12 @@ async fn the_node_pod_uses_exactly_what_its_service_account_is_granted() -> Resu
             .ok()
             .flatten()
     };
-    until("the per-node Service", || service().is_some(), &tunnel, &proxy)?;
+    until(
+        "the per-node Service",
+        || service().is_some(),
+        &tunnel,
+        &proxy,
+    )?;
     let mut svc = service().expect("service");
     svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.100"}]}});
     a.apply(&svc)?;

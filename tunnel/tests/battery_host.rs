@@ -68,8 +68,14 @@ async fn netlink_host_in_a_namespace() -> Result<()> {
         ],
     )?;
     // Given in upper case: listed in lower case.
-    ns.exec("ip", &["link", "set", "cw-h0", "address", "02:00:00:00:00:0D"])?;
-    ns.exec("ip", &["link", "set", "cw-h1", "address", "02:00:00:00:00:0e"])?;
+    ns.exec(
+        "ip",
+        &["link", "set", "cw-h0", "address", "02:00:00:00:00:0D"],
+    )?;
+    ns.exec(
+        "ip",
+        &["link", "set", "cw-h1", "address", "02:00:00:00:00:0e"],
+    )?;
     ns.exec("ip", &["addr", "add", "10.128.0.13/24", "dev", "cw-h0"])?;
     ns.exec("ip", &["addr", "add", "2001:db8::13/64", "dev", "cw-h0"])?;
     ns.exec("ip", &["tuntap", "add", "dev", "cw-tun0", "mode", "tun"])?;

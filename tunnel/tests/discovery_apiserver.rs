@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::Result;
 use causeway_tests::probe;
 use causeway_tests::wait::eventually;
-use causeway_tunnel::agent::Parts;
 use causeway_tunnel::fakewg::FakeWg;
 use causeway_tunnel::host::StaticHost;
 use causeway_tunnel::keystore::KeyStore;

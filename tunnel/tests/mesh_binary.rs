@@ -47,9 +47,11 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
     let state = lab.dir.path().join("state-a1");
     let status = || get("/status");
     let mut tunnel = spawn_tunnel(&lab, &cfg, &state, "tunnel-1.log")?;
-    tunnel.wait_for("the tunnel to peer with b1", Duration::from_secs(30), || {
-        status().contains(&key_b1)
-    })?;
+    tunnel.wait_for(
+        "the tunnel to peer with b1",
+        Duration::from_secs(30),
+        || status().contains(&key_b1),
+    )?;
     let doc: serde_json::Value = serde_json::from_str(&status())?;
     assert_eq!(doc["backend"], "userspace");
     assert_eq!(doc["interface"], "causeway0");
@@ -148,7 +150,13 @@ fn spawn_tunnel(lab: &NodeLab, cfg: &Path, state: &Path, log: &str) -> Result<Da
             .command(env!("CARGO_BIN_EXE_causeway-tunnel"))
             .arg("--config")
             .arg(cfg)
-            .args(["--node-name", "a1", "--namespace", "causeway", "--state-dir"])
+            .args([
+                "--node-name",
+                "a1",
+                "--namespace",
+                "causeway",
+                "--state-dir",
+            ])
             .arg(state)
             .arg("--userspace"),
         log,

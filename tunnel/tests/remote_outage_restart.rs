@@ -24,7 +24,13 @@ fn start(ns: &Netns, cfg: &Path, state: &Path, log: &Path) -> Result<Daemon> {
         ns.command(env!("CARGO_BIN_EXE_causeway-tunnel"))
             .arg("--config")
             .arg(cfg)
-            .args(["--node-name", "a1", "--namespace", "causeway", "--userspace"])
+            .args([
+                "--node-name",
+                "a1",
+                "--namespace",
+                "causeway",
+                "--userspace",
+            ])
             .arg("--state-dir")
             .arg(state),
         log,

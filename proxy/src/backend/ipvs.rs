@@ -17,8 +17,8 @@ use causeway_shared::model::Protocol;
 use super::{
     ApplyReport, Backend, BackendError, Counters, Header, KernelReal, KernelService, KernelState,
 };
-use causeway_ipvs::{self as client, Forward, IpvsClient, RealServer, VirtualService};
 use crate::plan::{DesiredState, VirtualServer, VsKey};
+use causeway_ipvs::{self as client, Forward, IpvsClient, RealServer, VirtualService};
 
 /// Why the IPVS backend failed.
 #[derive(Debug, thiserror::Error)]

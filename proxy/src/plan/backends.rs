@@ -108,7 +108,6 @@ mod tests {
     use super::super::{VsKey, plan};
     use crate::testdata::{CLUSTER_B, catalog_with, plan_settings as settings, snapshot};
 
-
     #[tokio::test]
     async fn graceful_termination_weights() {
         let p = plan(&snapshot(), &settings(), Instant::now());

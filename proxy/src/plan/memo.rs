@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::backends::virtual_servers;
 use super::{Conflict, DesiredState, Plan, PlanSettings, VirtualServer, VsKey};
 
-/// The planner with a memory: [`Planner::plan`] answers exactly as [`plan`] does, but
+/// The planner with a memory: [`Planner::plan`] answers exactly as [`plan`](super::plan) does, but
 /// builds anew only the virtual services of Services that changed since its last call.
 ///
 /// The sources keep the same `Arc` for every object that did not change, so a Service

@@ -17,7 +17,6 @@
 //!   scheduler and affinity (the Kubernetes semantics);
 //! - [`memo`]: the memoized [`Planner`], checked against [`plan()`] by its tests.
 
-
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +32,6 @@ mod memo;
 
 pub use backends::{SCHEDULER_ANNOTATION, SCHEDULERS, scheduler_of, virtual_servers};
 pub use memo::{PlanStats, Planner};
-
 
 /// Identity of a virtual service: protocol, VIP and port.
 ///

@@ -6,10 +6,9 @@ use std::time::Duration;
 use causeway_shared::catalog::ClusterStatus;
 
 use super::*;
-use crate::backend::{FAKE_HEADER, KernelState};
 use crate::backend::ipvsadm::{View, render_ipvsadm};
+use crate::backend::{FAKE_HEADER, KernelState};
 use crate::testdata::{CLUSTER_B, catalog_with, plan_settings as settings, snapshot};
-
 
 fn dump(desired: &DesiredState, view: View) -> String {
     render_ipvsadm(&KernelState::from_desired(desired, FAKE_HEADER), view)

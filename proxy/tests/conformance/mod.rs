@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use causeway_proxy::backend::{Backend, FakeBackend, Header, KernelState};
 use causeway_proxy::backend::ipvsadm::{View, render_ipvsadm};
+use causeway_proxy::backend::{Backend, FakeBackend, Header, KernelState};
 use causeway_proxy::plan::{DesiredState, Origin, VirtualServer, VsKey};
 use causeway_shared::model::{Protocol, ServiceKey};
 
@@ -165,10 +165,7 @@ struct Views {
 
 /// The steps on one backend: a full apply of v1, a partial apply of v2, then a new instance
 /// (`reopen`, given the old one) reads the state back and fully applies v3.
-fn steps(
-    b: &mut dyn Backend,
-    reopen: impl FnOnce(&mut dyn Backend) -> Box<dyn Backend>,
-) -> Views {
+fn steps(b: &mut dyn Backend, reopen: impl FnOnce(&mut dyn Backend) -> Box<dyn Backend>) -> Views {
     let (v1, v2, v3) = (v1(), v2(), v3());
     b.apply(&v1, None).expect("full apply");
     let full = view(b, &v1);

@@ -117,4 +117,3 @@ impl Lab {
 pub fn wait_for<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
     wait::poll(timeout, Duration::from_millis(50), what, f).unwrap_or_else(|e| panic!("{e}"))
 }
-

@@ -26,9 +26,7 @@ use crate::probe;
 
 pub use child::{ChildGuard, RUN_TIMEOUT, run, sh};
 pub use echo::{Echo, ask, connect, udp_ask};
-pub use net::{
-    bridge, fails_to_ping, ping, pod, routed_node, tcp_both_ways, veth, veth_pair,
-};
+pub use net::{bridge, fails_to_ping, ping, pod, routed_node, tcp_both_ways, veth, veth_pair};
 pub use nix::sys::signal::Signal;
 
 /// A network namespace, deleted on drop.
@@ -104,10 +102,6 @@ impl Netns {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::write(dir.join(file), text).with_context(|| format!("write {file}"))?;
         Ok(())
-    }
-
-    fn etc_dir(&self) -> std::path::PathBuf {
-        std::path::Path::new("/etc/netns").join(&self.name)
     }
 
     /// Runs a shell script inside, as [`Netns::exec`] does.

@@ -74,7 +74,10 @@ pub fn routed_node(
     )?;
     let port = format!("ul-{name}");
     veth_pair(underlay, &port, &ns, "ul0")?;
-    underlay.exec("ip", &["link", "set", &port, "master", underlay_bridge, "up"])?;
+    underlay.exec(
+        "ip",
+        &["link", "set", &port, "master", underlay_bridge, "up"],
+    )?;
     ns.exec("ip", &["addr", "add", underlay_addr, "dev", "ul0"])?;
     ns.exec("ip", &["link", "set", "ul0", "up"])?;
     Ok((ns, pod))
