@@ -337,12 +337,19 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 /// (sum, count) of the network-programming-latency histogram, from `/metrics`.
 /// GET `path` from the proxy's telemetry port inside namespace `ns`: the answer and how
 /// long it took.
+/// `GET path` inside `ns`: `/ipvs` from the debug listener (its default address), the
+/// rest from the metrics listener.
 fn http_get(ns: &str, path: &str) -> Option<(String, Duration)> {
     use std::io::{Read, Write};
     let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    let at = if path.starts_with("/ipvs") {
+        "127.0.0.1:9164"
+    } else {
+        "127.0.0.1:9154"
+    };
     netns::enter(ns, move || -> Option<(String, Duration)> {
         let t = Instant::now();
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9154").ok()?;
+        let mut s = std::net::TcpStream::connect(at).ok()?;
         s.write_all(request.as_bytes()).ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;

@@ -114,13 +114,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .adopt()
         .await
         .context("reading the kernel state to adopt")?;
-    let router = process
-        .telemetry_router()
-        .merge(debug::router(DebugState { backend, applied }));
-    let bound = telemetry::serve(cfg.proxy.metrics_listen, router)
-        .await
-        .context("proxy.metricsListen")?;
-    tracing::info!(%bound, "telemetry and /ipvs listening");
+    let listening = telemetry::serve_with_debug(
+        "proxy",
+        (cfg.proxy.metrics_listen, process.telemetry_router()),
+        (
+            cfg.proxy.debug_listen,
+            debug::router(DebugState { backend, applied }),
+        ),
+    )
+    .await?;
+    tracing::info!(metrics = %listening.metrics, ipvs = %listening.debug, "telemetry and /ipvs listening");
     process.start_sources(
         args.common
             .source_options(&[ObjectKind::Service, ObjectKind::EndpointSlice]),

@@ -17,12 +17,18 @@ use causeway_tests::netns::ask;
 use netns::{Lab, wait_for};
 
 const TELEMETRY: &str = "127.0.0.1:9154";
+/// `/ipvs` at its default address, the proxy namespace's loopback.
+const DEBUG: &str = "127.0.0.1:9164";
 const VIP_TCP: &str = "192.0.2.10:80";
 const VIP_UDP: &str = "192.0.2.10:53";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn telemetry() -> SocketAddr {
     TELEMETRY.parse().unwrap()
+}
+
+fn debug() -> SocketAddr {
+    DEBUG.parse().unwrap()
 }
 
 /// Writes the config and an empty local cluster into `dir`.
@@ -103,7 +109,7 @@ endpoints:
 }
 
 fn ipvs(lab: &Lab) -> Option<String> {
-    lab.http_get(telemetry(), "/ipvs")
+    lab.http_get(debug(), "/ipvs")
         .filter(|t| t.starts_with("IP Virtual Server"))
 }
 
@@ -155,7 +161,7 @@ UDP  192.0.2.10:53 rr
   -> 198.51.100.13:8080           Masq    1      0          0         
 "
     );
-    let explain = lab.http_get(telemetry(), "/ipvs?explain").unwrap();
+    let explain = lab.http_get(debug(), "/ipvs?explain").unwrap();
     assert!(
         explain.contains("TCP  192.0.2.10:80 rr  # cluster=b service=demo/web:http generation=4\n"),
         "{explain}"
@@ -189,12 +195,12 @@ UDP  192.0.2.10:53 rr
     assert_eq!(udp, ["b1", "b2", "b3"].map(String::from).into());
 
     // Stats: six TCP connections scheduled.
-    let stats = lab.http_get(telemetry(), "/ipvs?stats").unwrap();
+    let stats = lab.http_get(debug(), "/ipvs?stats").unwrap();
     assert!(
         stats.contains("TCP  192.0.2.10:80                       6        0"),
         "{stats}"
     );
-    let json = lab.http_get(telemetry(), "/ipvs.json").unwrap();
+    let json = lab.http_get(debug(), "/ipvs.json").unwrap();
     assert!(json.contains("\"namespace\": \"demo\""), "{json}");
 
     // The VIP is an alias on br0, marked as ours; the foreign address is untouched.

@@ -17,6 +17,8 @@ use causeway_tests::netns::{self, Netns};
 use causeway_tests::objects;
 
 const TELEMETRY: &str = "http://127.0.0.1:19158";
+/// `/ipvs` at its default address, the namespace's loopback.
+const DEBUG: &str = "http://127.0.0.1:9164";
 
 fn web(b: &TestCluster, endpoint: &str) -> Result<()> {
     b.apply(&objects::service("demo", "web", "172.31.0.10", 80, 8080))?;
@@ -61,7 +63,7 @@ async fn restart_during_a_remote_outage_keeps_the_saved_backends_and_converges()
     let state = dir.path().join("state");
     let log = |n: u32| dir.path().join(format!("proxy-{n}.log"));
     let readyz = format!("{TELEMETRY}/readyz");
-    let ipvs = || ns.http_get(&format!("{TELEMETRY}/ipvs")).1;
+    let ipvs = || ns.http_get(&format!("{DEBUG}/ipvs")).1;
     let serves = |endpoint: &str| {
         let view = ipvs();
         view.contains("172.31.0.10:80") && view.contains(&format!("{endpoint}:8080"))

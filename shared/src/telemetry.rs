@@ -48,6 +48,21 @@ pub enum TelemetryError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A listener named by its configuration field could not be bound.
+    #[error("{field}: {source}")]
+    Field {
+        field: String,
+        source: Box<TelemetryError>,
+    },
+}
+
+/// Where [`serve_with_debug`] listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listening {
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub metrics: SocketAddr,
+    /// The component's debug views (the same address when served on one listener).
+    pub debug: SocketAddr,
 }
 
 /// A binary's own readiness condition on top of the catalog's (causeway-dns: its answer
@@ -147,4 +162,37 @@ pub async fn serve(addr: SocketAddr, router: Router) -> Result<SocketAddr, Telem
         }
     });
     Ok(bound)
+}
+
+/// Serves `metrics` (the routes of [`router`]) at `metrics_at` and a component's debug views
+/// at `debug_at` (loopback by default: they show the kernel state and the peers), on one
+/// listener when the two addresses are the same. A bind error names the field,
+/// `{section}.metricsListen` or `{section}.debugListen`.
+pub async fn serve_with_debug(
+    section: &str,
+    (metrics_at, metrics): (SocketAddr, Router),
+    (debug_at, debug): (SocketAddr, Router),
+) -> Result<Listening, TelemetryError> {
+    let named = |field: &str| {
+        let field = format!("{section}.{field}");
+        move |e| TelemetryError::Field {
+            field,
+            source: Box::new(e),
+        }
+    };
+    if metrics_at == debug_at {
+        let at = serve(metrics_at, metrics.merge(debug))
+            .await
+            .map_err(named("metricsListen"))?;
+        return Ok(Listening {
+            metrics: at,
+            debug: at,
+        });
+    }
+    Ok(Listening {
+        metrics: serve(metrics_at, metrics)
+            .await
+            .map_err(named("metricsListen"))?,
+        debug: serve(debug_at, debug).await.map_err(named("debugListen"))?,
+    })
 }

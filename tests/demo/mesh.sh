@@ -144,9 +144,11 @@ proxy:
   interface: eth0
   backend: nftables
   metricsListen: 127.0.0.1:9154
+  debugListen: 127.0.0.1:9164
 tunnel:
   endpoint: { address: "${ETH[$c]}:51820" }
   metricsListen: 127.0.0.1:9155
+  debugListen: 127.0.0.1:9165
 YAML
 done
 
@@ -164,7 +166,7 @@ for c in a b; do
   done
 done
 # Each tunnel has a peer once it has read the other cluster's TunnelEndpoint.
-peer_of() { x "${NODE[$1]}" curl -fs --max-time 1 http://127.0.0.1:9155/status | grep -q "\"node\": *\"$2-node-1\""; }
+peer_of() { x "${NODE[$1]}" curl -fs --max-time 1 http://127.0.0.1:9165/status | grep -q "\"node\": *\"$2-node-1\""; }
 wait_until "cluster a's tunnel to peer with b-node-1" 300 peer_of a b
 wait_until "cluster b's tunnel to peer with a-node-1" 300 peer_of b a
 # The proxies have programmed the other cluster's Service once its ClusterIP is in one of
@@ -197,7 +199,7 @@ echo "==> a pod of cluster a resolves cluster b's service through glibc and fetc
 show "$P-a-cli" getent hosts web.demo.svc.cluster.b
 fetch "$P-a-cli" http://web.demo.svc.cluster.b/
 fetch "$P-a-cli" http://web.demo.svc.cluster.b/
-show "${NODE[a]}" curl -s http://127.0.0.1:9154/ipvs
+show "${NODE[a]}" curl -s http://127.0.0.1:9164/ipvs
 printf '\n[%s]$ ip route show proto 147\n' "${NODE[a]}"
 x "${NODE[a]}" ip route show proto 147
 
@@ -211,10 +213,10 @@ echo "==> the merged zone: web.demo.svc.cluster.all has both clusters' ClusterIP
 printf '\n[%s]$ getent ahostsv4 web.demo.svc.cluster.all | grep STREAM\n' "$P-a-cli"
 x "$P-a-cli" getent ahostsv4 web.demo.svc.cluster.all | grep STREAM
 # /status is refreshed by the tunnel's health loop (every 5 s).
-handshake() { x "${NODE[a]}" curl -fs --max-time 1 http://127.0.0.1:9155/status | grep -q '"lastHandshakeSeconds":[0-9]'; }
+handshake() { x "${NODE[a]}" curl -fs --max-time 1 http://127.0.0.1:9165/status | grep -q '"lastHandshakeSeconds":[0-9]'; }
 wait_until "the handshake in cluster a's /status" 150 handshake
 printf '\n[%s]$ curl /status (the tunnel)\n' "${NODE[a]}"
-x "${NODE[a]}" curl -fs http://127.0.0.1:9155/status | python3 -c 'import json,sys
+x "${NODE[a]}" curl -fs http://127.0.0.1:9165/status | python3 -c 'import json,sys
 d = json.load(sys.stdin)
 for p in d["peers"]:
     print("backend=%s peer %s/%s endpoint=%s allowedIPs=%s up=%s lastHandshake=%ss rx=%s tx=%s" % (d["backend"], p["cluster"], p["node"], p["endpoint"], ",".join(p["allowedIps"]), p["up"], p["lastHandshakeSeconds"], p["rxBytes"], p["txBytes"]))'

@@ -158,9 +158,18 @@ async fn main() -> Result<()> {
             reg,
         )
     });
-    let router = process.telemetry_router().merge(agent.router());
-    let addr = telemetry::serve(process.config.tunnel.metrics_listen, router).await?;
-    tracing::info!(%addr, "serving /metrics /healthz /readyz /status /wg");
+    let tunnel = &process.config.tunnel;
+    let listening = telemetry::serve_with_debug(
+        "tunnel",
+        (tunnel.metrics_listen, process.telemetry_router()),
+        (tunnel.debug_listen, agent.router()),
+    )
+    .await?;
+    tracing::info!(
+        metrics = %listening.metrics,
+        debug = %listening.debug,
+        "serving /metrics /healthz /readyz, and /status /wg"
+    );
 
     causeway_shared::signal::shutdown_signal().await;
     tracing::info!("shutting down");

@@ -19,8 +19,10 @@ use causeway_tests::wait::poll_until;
 use causeway_tunnel::keystore::KeyStore;
 use causeway_tunnel::wg::PrivateKey;
 
-/// The node's tunnel telemetry, inside its namespace.
-const TELEMETRY: &str = "http://127.0.0.1:19155";
+/// The node's tunnel metrics and probes, on the pod bridge's address inside its namespace.
+const TELEMETRY: &str = "http://10.128.0.1:19155";
+/// The tunnel's debug views, at their default address (the namespace's loopback).
+const DEBUG: &str = "http://127.0.0.1:9165";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_runs_a_node_end_to_end() -> Result<()> {
@@ -38,14 +40,15 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
         .config()
         .section(
             "tunnel",
-            "{ endpoint: { address: \"192.0.2.11:51820\" }, metricsListen: \"127.0.0.1:19155\" }",
+            "{ endpoint: { address: \"192.0.2.11:51820\" }, metricsListen: \"0.0.0.0:19155\" }",
         )
         .write(&lab.dir.path().join("config.yaml"))?;
     let server = &lab.a.server;
     let get = |path: &str| lab.ns.http_get(&format!("{TELEMETRY}{path}")).1;
+    let debug = |path: &str| lab.ns.http_get(&format!("{DEBUG}{path}")).1;
 
     let state = lab.dir.path().join("state-a1");
-    let status = || get("/status");
+    let status = || debug("/status");
     let mut tunnel = spawn_tunnel(&lab, &cfg, &state, "tunnel-1.log")?;
     tunnel.wait_for(
         "the tunnel to peer with b1",
@@ -68,13 +71,16 @@ async fn binary_runs_a_node_end_to_end() -> Result<()> {
             .exec("nft", &["list", "table", "inet", "causeway_tunnel"])?
             .contains("maxseg size set rt mtu")
     );
-    let wg = get("/wg");
+    let wg = debug("/wg");
     assert!(
         wg.contains("interface: causeway0 (userspace)") && wg.contains("private key: (hidden)"),
         "{wg}"
     );
     let metrics = get("/metrics");
     assert!(metrics.contains("causeway_tunnel_peers 1"), "{metrics}");
+    // The debug views are not on the metrics listener, and listen on loopback only.
+    assert_eq!(lab.ns.http_get(&format!("{TELEMETRY}/status")).0, 404);
+    assert_eq!(lab.ns.http_get("http://10.128.0.1:9165/status").0, 0);
 
     poll_until(
         Duration::from_secs(10),

@@ -18,6 +18,8 @@ use causeway_tests::wait::poll_until;
 use causeway_tunnel::wg::PrivateKey;
 
 const TELEMETRY: &str = "http://127.0.0.1:19156";
+/// `/status` and `/wg` at their default address, the namespace's loopback.
+const DEBUG: &str = "http://127.0.0.1:9165";
 
 fn start(ns: &Netns, cfg: &Path, state: &Path, log: &Path) -> Result<Daemon> {
     Daemon::spawn(
@@ -39,7 +41,12 @@ fn start(ns: &Netns, cfg: &Path, state: &Path, log: &Path) -> Result<Daemon> {
 
 /// (HTTP status, body) of a GET of the tunnel's telemetry inside the namespace.
 fn get(ns: &Netns, path: &str) -> (u16, String) {
-    ns.http_get(&format!("{TELEMETRY}{path}"))
+    let at = if path.starts_with("/status") || path.starts_with("/wg") {
+        DEBUG
+    } else {
+        TELEMETRY
+    };
+    ns.http_get(&format!("{at}{path}"))
 }
 
 fn state_of(ns: &Netns, cluster: &str) -> String {

@@ -524,12 +524,41 @@ fn validate_sections(file: &FileConfig, problems: &mut Vec<Problem>) {
     if file.proxy.interface.is_empty() {
         bad("proxy.interface", "must not be empty".into());
     }
+    for (section, metrics, debug) in [
+        ("proxy", file.proxy.metrics_listen, file.proxy.debug_listen),
+        (
+            "tunnel",
+            file.tunnel.metrics_listen,
+            file.tunnel.debug_listen,
+        ),
+    ] {
+        if let Some(reason) = listeners_clash(metrics, debug) {
+            bad(&format!("{section}.debugListen"), reason);
+        }
+    }
     if !(1..=64).contains(&file.proxy.nft_shards) {
         bad(
             "proxy.nftShards",
             format!("{} is outside 1..64", file.proxy.nft_shards),
         );
     }
+}
+
+/// Why a debug listener cannot sit beside the metrics one: the same port on overlapping
+/// addresses (one of them the wildcard) cannot be bound twice. The very same address is
+/// fine: both are served on one listener.
+fn listeners_clash(metrics: std::net::SocketAddr, debug: std::net::SocketAddr) -> Option<String> {
+    if metrics == debug || metrics.port() != debug.port() || debug.port() == 0 {
+        return None;
+    }
+    let overlap =
+        metrics.ip() == debug.ip() || metrics.ip().is_unspecified() || debug.ip().is_unspecified();
+    overlap.then(|| {
+        format!(
+            "{debug} takes the port of metricsListen {metrics}; use another port, or \
+             metricsListen's very address to serve both on one listener"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -33,8 +33,11 @@ pub struct ProxyConfig {
     /// Interface that carries the remote service IPs as aliases.
     pub interface: String,
     pub backend: ProxyBackend,
-    /// `/metrics`, `/healthz`, `/readyz`, `/ipvs`.
+    /// `/metrics`, `/healthz`, `/readyz`: where Prometheus and the kubelet's probes reach.
     pub metrics_listen: SocketAddr,
+    /// `/ipvs`, `/ipvs.json`: the debug views, on loopback unless set otherwise; the same
+    /// address as `metricsListen` serves them on that one listener.
+    pub debug_listen: SocketAddr,
     /// Minimum time between two syncs.
     pub min_sync_interval: ConfigDuration,
     /// A full resync happens at least this often.
@@ -59,6 +62,7 @@ impl Default for ProxyConfig {
             interface: "eth0".into(),
             backend: ProxyBackend::Auto,
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 9154)),
+            debug_listen: SocketAddr::from(([127, 0, 0, 1], 9164)),
             min_sync_interval: ConfigDuration::millis(10),
             full_resync_interval: ConfigDuration::secs(300),
             stale_rules_expiry: ConfigDuration::secs(0),

@@ -414,3 +414,44 @@ fn readiness_section_defaults_and_names_its_field() {
         }]
     );
 }
+
+#[test]
+fn debug_views_listen_on_loopback_unless_told_otherwise() {
+    let cfg = load(GOOD).unwrap();
+    assert_eq!(cfg.proxy.debug_listen.to_string(), "127.0.0.1:9164");
+    assert_eq!(cfg.tunnel.debug_listen.to_string(), "127.0.0.1:9165");
+    assert!(cfg.proxy.metrics_listen.ip().is_unspecified());
+
+    // The very address of metricsListen: one listener serves both.
+    let same = GOOD.replace(
+        "proxy: {}",
+        "proxy: { metricsListen: \"127.0.0.1:9200\", debugListen: \"127.0.0.1:9200\" }",
+    );
+    assert_eq!(load(&same).unwrap().proxy.debug_listen.port(), 9200);
+
+    // The metrics port on an overlapping address cannot be bound twice.
+    let clash = GOOD
+        .replace("proxy: {}", "proxy: { debugListen: \"127.0.0.1:9154\" }")
+        .replace(
+            "tunnel: {}",
+            "tunnel: { metricsListen: \"10.0.0.1:9300\", debugListen: \"0.0.0.0:9300\" }",
+        );
+    let fields: Vec<String> = problems(&clash)
+        .into_iter()
+        .filter_map(|p| match p {
+            Problem::InvalidValue { field, reason } => Some(format!("{field}: {reason}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fields.len(), 2, "{fields:?}");
+    assert!(
+        fields[0].starts_with(
+            "proxy.debugListen: 127.0.0.1:9154 takes the port of metricsListen 0.0.0.0:9154"
+        ),
+        "{fields:?}"
+    );
+    assert!(
+        fields[1].starts_with("tunnel.debugListen: 0.0.0.0:9300"),
+        "{fields:?}"
+    );
+}

@@ -85,8 +85,11 @@ pub struct TunnelConfig {
     pub endpoint: EndpointMode,
     pub steering: SteeringMode,
     pub static_peers: Vec<StaticPeer>,
-    /// `/metrics`, `/healthz`, `/readyz`, `/wg`, `/status`.
+    /// `/metrics`, `/healthz`, `/readyz`: where Prometheus and the kubelet's probes reach.
     pub metrics_listen: SocketAddr,
+    /// `/status`, `/wg`: the debug views, on loopback unless set otherwise; the same
+    /// address as `metricsListen` serves them on that one listener.
+    pub debug_listen: SocketAddr,
     /// A peer without a handshake for this long is reported down.
     pub peer_down_after: ConfigDuration,
     /// OVS bridge programmed with `steering: ovs`.
@@ -112,6 +115,7 @@ impl Default for TunnelConfig {
             steering: SteeringMode::None,
             static_peers: Vec::new(),
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], 9155)),
+            debug_listen: SocketAddr::from(([127, 0, 0, 1], 9165)),
             peer_down_after: ConfigDuration::secs(180),
             ovs_bridge: "br0".into(),
             ovs_port: None,
