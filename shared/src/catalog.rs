@@ -294,15 +294,6 @@ mod tests {
     use super::*;
     use crate::model::{Node, ObjectKind};
 
-    fn node(name: &str) -> Node {
-        Node {
-            name: name.into(),
-            pod_cidrs: vec![],
-            addresses: vec![],
-            resource_version: None,
-        }
-    }
-
     #[tokio::test]
     async fn publish_swaps_one_cluster_and_notifies() {
         let cat = Catalog::new(["a", "b"], "a");
@@ -312,7 +303,7 @@ mod tests {
         assert!(s0.cluster("a").unwrap().local);
 
         let mut data = ClusterData::default();
-        data.upsert_node(node("n1"));
+        data.upsert_node(Node::named("n1"));
         cat.publish(
             "b",
             Arc::new(data),

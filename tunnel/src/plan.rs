@@ -115,6 +115,27 @@ pub struct PlannedPeer {
     pub config: PeerConfig,
 }
 
+impl PlannedPeer {
+    fn new(
+        label: PeerLabel,
+        public_key: PublicKey,
+        endpoint: Option<SocketAddr>,
+        allowed_ips: Vec<IpNet>,
+        persistent_keepalive: Option<u16>,
+    ) -> Self {
+        PlannedPeer {
+            label,
+            config: PeerConfig {
+                public_key,
+                preshared_key: None,
+                endpoint,
+                allowed_ips,
+                persistent_keepalive,
+            },
+        }
+    }
+}
+
 /// One route through the tunnel interface.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
@@ -346,24 +367,14 @@ pub fn plan(input: &PlanInput) -> Plan {
                         }
                         allowed.push(net);
                     }
-                    let endpoint = te.endpoint.as_deref().and_then(|e| {
-                        let addr = resolve_endpoint(e, &input.resolved);
-                        if addr.is_none() {
-                            problems.push(format!("{what}: endpoint {e:?} is not resolved yet"));
-                        }
-                        addr
-                    });
+                    let endpoint = endpoint_of(
+                        te.endpoint.as_deref(),
+                        &input.resolved,
+                        &format!("{what}: endpoint "),
+                        &mut problems,
+                    );
                     seen_keys.insert(key, label.clone());
-                    cluster_peers.push(PlannedPeer {
-                        label,
-                        config: PeerConfig {
-                            public_key: key,
-                            preshared_key: None,
-                            endpoint,
-                            allowed_ips: allowed,
-                            persistent_keepalive: keepalive,
-                        },
-                    });
+                    cluster_peers.push(PlannedPeer::new(label, key, endpoint, allowed, keepalive));
                 }
                 if let Some(i) = service_carrier(&cluster_peers, &input.peer_up) {
                     for net in &remote.service_cidrs {
@@ -422,24 +433,14 @@ pub fn plan(input: &PlanInput) -> Plan {
                 Err(e) => problems.push(format!("{what}.allowedIPs[{i}]: {raw:?}: {e}")),
             }
         }
-        let endpoint = sp.endpoint.as_deref().and_then(|e| {
-            let addr = resolve_endpoint(e, &input.resolved);
-            if addr.is_none() {
-                problems.push(format!("{what}.endpoint: {e:?} is not resolved yet"));
-            }
-            addr
-        });
+        let endpoint = endpoint_of(
+            sp.endpoint.as_deref(),
+            &input.resolved,
+            &format!("{what}.endpoint: "),
+            &mut problems,
+        );
         seen_keys.insert(key, label.clone());
-        peers.push(PlannedPeer {
-            label,
-            config: PeerConfig {
-                public_key: key,
-                preshared_key: None,
-                endpoint,
-                allowed_ips: allowed,
-                persistent_keepalive: keepalive,
-            },
-        });
+        peers.push(PlannedPeer::new(label, key, endpoint, allowed, keepalive));
     }
 
     let source_for = |dst: &IpNet| {
@@ -506,6 +507,22 @@ fn service_carrier(peers: &[PlannedPeer], peer_up: &BTreeMap<PublicKey, bool>) -
 }
 
 /// An endpoint as written (`ip:port`), or a `host:port` the caller already resolved.
+/// `raw` (IP:PORT, or a name the caller resolved into `resolved`) as an address; a name not
+/// resolved yet is a problem, `{named}{raw:?} is not resolved yet`.
+fn endpoint_of(
+    raw: Option<&str>,
+    resolved: &BTreeMap<String, SocketAddr>,
+    named: &str,
+    problems: &mut Vec<String>,
+) -> Option<SocketAddr> {
+    let raw = raw?;
+    let addr = resolve_endpoint(raw, resolved);
+    if addr.is_none() {
+        problems.push(format!("{named}{raw:?} is not resolved yet"));
+    }
+    addr
+}
+
 fn resolve_endpoint(raw: &str, resolved: &BTreeMap<String, SocketAddr>) -> Option<SocketAddr> {
     raw.parse::<SocketAddr>()
         .ok()

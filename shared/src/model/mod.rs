@@ -210,6 +210,18 @@ pub struct Node {
     pub resource_version: Option<String>,
 }
 
+impl Node {
+    /// A node known only by name: no pod CIDRs, no addresses.
+    pub fn named(name: impl Into<String>) -> Self {
+        Node {
+            name: name.into(),
+            pod_cidrs: Vec::new(),
+            addresses: Vec::new(),
+            resource_version: None,
+        }
+    }
+}
+
 /// A node's tunnel as it publishes itself (`TunnelEndpoint` object, see [`crate::crd`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelEndpoint {

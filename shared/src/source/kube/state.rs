@@ -244,20 +244,11 @@ pub(super) async fn run_changes(
 mod tests {
     use super::*;
 
-    fn node(name: &str) -> Node {
-        Node {
-            name: name.into(),
-            pod_cidrs: vec![],
-            addresses: vec![],
-            resource_version: None,
-        }
-    }
-
     #[test]
     fn saved_state_counts_as_synced_until_every_kind_is_listed_again() {
         let metrics = SourceMetrics::default();
         let mut st = SourceState::new("b", &[ObjectKind::Service, ObjectKind::Node]);
-        st.data.upsert_node(node("saved"));
+        st.data.upsert_node(Node::named("saved"));
         st.stale = true;
         let s = st.next_status();
         assert!(s.synced && s.stale, "{s:?}");
@@ -267,7 +258,7 @@ mod tests {
         st.apply(
             Change::Upsert {
                 initial: true,
-                obj: Object::Node(node("fresh")),
+                obj: Object::Node(Node::named("fresh")),
             },
             &metrics,
         );

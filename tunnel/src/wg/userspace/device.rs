@@ -439,8 +439,7 @@ pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBo
             }
         }
         let state = shared.read();
-        if tun.vnet() {
-            let mut deliver = |pkt: &[u8]| gro.push(pkt, &mut write_vnet);
+        let mut each = |deliver: &mut dyn FnMut(&[u8])| {
             for (src, data, segment) in batch.messages() {
                 for datagram in data.chunks(segment) {
                     handle_datagram(
@@ -450,28 +449,18 @@ pub(crate) fn inbound(shared: Arc<Shared>, sock: Arc<Socket>, stop: Arc<AtomicBo
                         src,
                         datagram,
                         &mut out,
-                        &mut deliver,
+                        deliver,
                     );
                 }
             }
+        };
+        if tun.vnet() {
+            each(&mut |pkt: &[u8]| gro.push(pkt, &mut write_vnet));
             gro.flush(&mut write_vnet);
         } else {
-            let mut deliver = |pkt: &[u8]| {
+            each(&mut |pkt: &[u8]| {
                 let _ = tun.write(pkt);
-            };
-            for (src, data, segment) in batch.messages() {
-                for datagram in data.chunks(segment) {
-                    handle_datagram(
-                        &state,
-                        &sock,
-                        &shared.counters,
-                        src,
-                        datagram,
-                        &mut out,
-                        &mut deliver,
-                    );
-                }
-            }
+            });
         }
     }
 }
@@ -488,7 +477,7 @@ fn handle_datagram(
     src: SocketAddr,
     datagram: &[u8],
     out: &mut [u8],
-    deliver: &mut impl FnMut(&[u8]),
+    deliver: &mut dyn FnMut(&[u8]),
 ) {
     if datagram.len() < 4 {
         return;
