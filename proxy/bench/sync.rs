@@ -28,6 +28,7 @@ use causeway_proxy::drain::Drains;
 use causeway_proxy::plan::{PlanSettings, Planner, plan};
 use causeway_shared::catalog::{Catalog, ClusterStatus};
 use causeway_shared::source::{ObjectCache, parse_objects};
+use causeway_tests::daemon::strip_ansi;
 use causeway_tests::netns::{self, Netns};
 
 const ENDPOINTS_PER_SERVICE: usize = 5;
@@ -265,23 +266,6 @@ fn part1(services: usize) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            for c in it.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `field` (`elapsed_ms`, `plan_ms`) of every "synced" log line with `services=<n>`.

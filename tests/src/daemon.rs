@@ -48,7 +48,7 @@ impl Daemon {
 
     /// The log so far, without terminal colour sequences.
     pub fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        read_log(&self.log)
     }
 
     /// Sends `signal` to the process.
@@ -88,10 +88,9 @@ impl Daemon {
     /// After `timeout` it is killed, and the error carries the log.
     pub fn wait(self, timeout: Duration) -> Result<(std::process::ExitStatus, String)> {
         let Self { child, log } = self;
-        let text = || strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
         match child.wait(timeout) {
-            Ok(Output { status, .. }) => Ok((status, text())),
-            Err(e) => Err(e.context(text())),
+            Ok(Output { status, .. }) => Ok((status, read_log(&log))),
+            Err(e) => Err(e.context(read_log(&log))),
         }
     }
 
@@ -106,6 +105,11 @@ impl Daemon {
         }
         Ok(log)
     }
+}
+
+/// The log at `path` so far, without terminal colour sequences.
+fn read_log(path: &Path) -> String {
+    strip_ansi(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 /// `text` without the CSI sequences (ESC `[` parameters, final letter) terminals colour with.

@@ -58,7 +58,7 @@ impl Netns {
 
     /// `/etc/netns/NAME`: files put here (a `resolv.conf`, say) are what `ip netns exec`
     /// mounts over their `/etc` namesakes for commands run inside. Removed on drop.
-    pub fn etc_dir(&self) -> std::path::PathBuf {
+    fn etc_dir(&self) -> std::path::PathBuf {
         std::path::Path::new("/etc/netns").join(&self.name)
     }
 
