@@ -141,11 +141,15 @@ impl IndexBuilder {
         }
     }
 
-    /// True when the cluster is left out of the merged zone at `now`.
+    /// True when the cluster is left out of the merged zone at `now`: its API unreachable
+    /// for longer than `dns.dropUnreachableAfter`, or its data path reported down
+    /// (`pathHealth`).
     fn dropped(&self, view: &ClusterView, now: Instant) -> bool {
-        view.status
-            .unreachable_for(now)
-            .is_some_and(|d| d > self.settings.drop_unreachable_after)
+        view.path_down()
+            || view
+                .status
+                .unreachable_for(now)
+                .is_some_and(|d| d > self.settings.drop_unreachable_after)
     }
 
     /// When the next cluster will cross the unreachable threshold, or the first-sync wait

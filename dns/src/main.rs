@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => server::run(args).await?,
         Command::Webhook(args) => {
             causeway_shared::telemetry::init_tracing(causeway_shared::telemetry::LogFormat::Text);
+            causeway_shared::supervise::install_panic_hook();
             webhook::run(*args).await?
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use causeway_shared::model::ObjectKind;
-use causeway_shared::process::{CommonArgs, Process};
+use causeway_shared::process::{CommonArgs, PathHealthArgs, Process};
 use causeway_shared::signal::shutdown_signal;
 use hickory_server::Server;
 use tokio::time::Instant;
@@ -24,6 +24,8 @@ use crate::udp::{self, UdpError};
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub path_health: PathHealthArgs,
     /// Addresses served over UDP and TCP (repeat or comma-separate); default: `dns.listen`.
     #[arg(long, env = "CAUSEWAY_DNS_LISTEN", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
@@ -55,6 +57,9 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Telemetry(#[from] causeway_shared::telemetry::TelemetryError),
+    /// `--path-health-url` is not an `http://host:port/path` URL.
+    #[error(transparent)]
+    PathHealth(#[from] causeway_shared::path_health::PathHealthError),
     /// The hickory-server TCP server failed.
     #[error("dns server failed: {0}")]
     Server(String),
@@ -122,6 +127,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         args.common
             .source_options(&[ObjectKind::Service, ObjectKind::EndpointSlice]),
     );
+    process.start_path_health(&args.path_health)?;
     tokio::spawn(index_builder::run(
         process.catalog.clone(),
         process.config.clone(),

@@ -15,7 +15,7 @@ use causeway_proxy::plan::{DesiredState, PlanSettings};
 use causeway_proxy::sync::{Owner, Syncer};
 use causeway_shared::config::{Config, NftWriter, ProxyBackend};
 use causeway_shared::model::ObjectKind;
-use causeway_shared::process::{CommonArgs, Process};
+use causeway_shared::process::{CommonArgs, PathHealthArgs, Process};
 use causeway_shared::sync_runner::SyncTiming;
 use causeway_shared::telemetry;
 use clap::Parser;
@@ -27,6 +27,8 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    path_health: PathHealthArgs,
 }
 
 fn owner_of(config: &Config) -> Owner {
@@ -128,6 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.common
             .source_options(&[ObjectKind::Service, ObjectKind::EndpointSlice]),
     );
+    process.start_path_health(&args.path_health)?;
     let timing = SyncTiming {
         min_interval: cfg.proxy.min_sync_interval.into(),
         full_resync_interval: cfg.proxy.full_resync_interval.into(),

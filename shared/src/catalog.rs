@@ -48,6 +48,19 @@ impl ClusterStatus {
     }
 }
 
+/// What the tunnel's probes say of a remote cluster's data path (`pathHealth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathState {
+    /// No report (shared health off, the tunnel not answering, the cluster not in it).
+    #[default]
+    Unknown,
+    /// A node of the cluster answered a probe within `pathHealth.unreachableAfter`.
+    Reachable,
+    /// None did: left out of merged answers until one does.
+    Unreachable,
+}
+
 /// One cluster in a snapshot.
 #[derive(Clone, Debug)]
 pub struct ClusterView {
@@ -55,6 +68,15 @@ pub struct ClusterView {
     pub local: bool,
     pub status: ClusterStatus,
     pub data: Arc<ClusterData>,
+    /// Reachability through the tunnel (set by the path-health watcher, never by sources).
+    pub path: PathState,
+}
+
+impl ClusterView {
+    /// True when the tunnel reports the cluster unreachable: merged answers leave it out.
+    pub fn path_down(&self) -> bool {
+        self.path == PathState::Unreachable
+    }
 }
 
 /// Every cluster at one moment.
@@ -143,6 +165,7 @@ impl Snapshot {
                 unreachable_seconds: c.status.unreachable_for(now).map(|d| d.as_secs()),
                 last_error: c.status.last_error.clone(),
                 generation: c.status.data_generation,
+                path: c.path,
             })
             .collect()
     }
@@ -163,6 +186,8 @@ pub struct ClusterReadiness {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub generation: u64,
+    /// Reachability through the tunnel, as the path-health watcher last read it.
+    pub path: PathState,
 }
 
 /// The published state of every cluster, plus a change notification.
@@ -197,6 +222,7 @@ impl Catalog {
                     local: name == local,
                     status: ClusterStatus::default(),
                     data: Arc::new(ClusterData::default()),
+                    path: PathState::Unknown,
                 };
                 (name.to_string(), view)
             })
@@ -265,6 +291,18 @@ impl Catalog {
     /// Changes one cluster's status only (connection lost or regained, an error).
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         self.modify(cluster, |view| f(&mut view.status));
+    }
+
+    /// Sets one cluster's data-path state; publishes only when it changed.
+    pub fn set_path(&self, cluster: &str, path: PathState) {
+        if self
+            .snapshot()
+            .cluster(cluster)
+            .is_none_or(|v| v.path == path)
+        {
+            return;
+        }
+        self.modify(cluster, |view| view.path = path);
     }
 
     fn modify(&self, cluster: &str, f: impl FnOnce(&mut ClusterView)) {
@@ -383,6 +421,25 @@ mod tests {
         let late = s.started + Duration::from_secs(3600);
         assert!(!s.ready(late));
         assert_eq!(s.source_state(s.cluster("a").unwrap(), late), Waiting);
+    }
+
+    #[test]
+    fn path_state_is_published_only_when_it_changes_and_survives_source_publications() {
+        let cat = Catalog::new(["a", "b"], "a");
+        cat.set_path("b", PathState::Unknown);
+        assert_eq!(cat.snapshot().generation, 0, "no change, no publication");
+        cat.set_path("b", PathState::Unreachable);
+        let s = cat.snapshot();
+        assert_eq!(s.generation, 1);
+        assert!(s.cluster("b").unwrap().path_down());
+        assert_eq!(s.readiness()[1].path, PathState::Unreachable);
+        cat.publish("b", Arc::default(), status(true, false));
+        assert!(
+            cat.snapshot().cluster("b").unwrap().path_down(),
+            "a source's publication keeps the path state"
+        );
+        cat.set_path("zz", PathState::Reachable);
+        assert_eq!(cat.snapshot().generation, 2);
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct TunnelEndpointSpec {
     /// Pod subnets of the node, routed through this tunnel.
     #[serde(default, rename = "podCIDRs")]
     pub pod_cidrs: Vec<String>,
+    /// `ip:port` inside the pod subnets where this node's tunnel answers path probes sent
+    /// through the tunnel; absent: the node is judged by handshakes and traffic only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_endpoint: Option<String>,
 }
 
 /// True for a standard base64 encoding of 32 bytes (a WireGuard key).

@@ -9,6 +9,7 @@ use prometheus_client::registry::Registry;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::model::ObjectKind;
+use crate::path_health::{PathMetrics, PathWatcher};
 use crate::source::{SourceMetrics, SourceOptions, spawn_sources};
 use crate::telemetry::{self, LogFormat, SharedRegistry};
 
@@ -33,6 +34,7 @@ impl CommonArgs {
     /// the process exits with status 2 before anything is bound.
     pub fn init(&self) -> Config {
         telemetry::init_tracing(self.log_format);
+        crate::supervise::install_panic_hook();
         match Config::load(&self.config) {
             Ok(c) => c,
             Err(e) => {
@@ -49,6 +51,15 @@ impl CommonArgs {
             ..SourceOptions::new(kinds)
         }
     }
+}
+
+/// Where causeway-dns and causeway-proxy read the tunnel's path report.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PathHealthArgs {
+    /// The tunnel's `/paths` URL, overriding `pathHealth.url` (the DNS Deployment passes the
+    /// node's address, `http://$(HOST_IP):9155/paths`); empty: shared health off.
+    #[arg(long, env = "CAUSEWAY_PATH_HEALTH_URL")]
+    pub path_health_url: Option<String>,
 }
 
 /// The running core of a binary: config, catalog, metrics registry.
@@ -76,6 +87,32 @@ impl Process {
     /// Starts one source per cluster, watching `kinds` on Kubernetes sources.
     pub fn start_sources(&self, options: SourceOptions) {
         spawn_sources(&self.config, &self.catalog, &options, &self.source_metrics);
+    }
+
+    /// Starts reading the tunnel's path report into the catalog (`pathHealth`); nothing
+    /// when shared health is off. A URL given in `args` replaces the configured one.
+    pub fn start_path_health(
+        &self,
+        args: &PathHealthArgs,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::path_health::PathHealthError> {
+        let url = match args.path_health_url.as_deref() {
+            Some("") => return Ok(None),
+            Some(url) => {
+                crate::config::path_health::split_http_url(url)
+                    .map_err(crate::path_health::PathHealthError::Url)?;
+                Some(url.to_string())
+            }
+            None => None,
+        };
+        let metrics = self.with_registry(PathMetrics::register);
+        let Some(watcher) = PathWatcher::new(&self.config, self.catalog.clone(), metrics) else {
+            return Ok(None);
+        };
+        let watcher = match url {
+            Some(url) => watcher.with_url(url),
+            None => watcher,
+        };
+        Ok(Some(watcher.spawn()))
     }
 
     /// The `/metrics`, `/healthz`, `/readyz` routes; merge debug routes into it.

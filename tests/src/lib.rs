@@ -7,6 +7,7 @@
 //! - [`objects`]: the Kubernetes objects tests store (Nodes, TunnelEndpoints, Services, ...).
 //! - [`daemon`]: a binary under test with its log, killed on drop, waited for with a bound.
 //! - [`node_lab`]: node a1 of a two-cluster mesh in a namespace, for the node binaries.
+//! - [`node_pair`]: nodes a1 and b1 of two clusters on one underlay, for tunnel-path tests.
 //! - [`probe`]: GETs of the binaries' telemetry, their readiness states, free ports.
 //! - [`netns`]: network namespaces, bridges, veth pairs, pods, echo servers, commands and
 //!   children inside them, pings.
@@ -25,6 +26,7 @@ pub mod kernel_vm;
 pub mod manifests;
 pub mod netns;
 pub mod node_lab;
+pub mod node_pair;
 pub mod objects;
 pub mod probe;
 pub mod rbac;

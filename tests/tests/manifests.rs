@@ -384,3 +384,79 @@ fn every_component_keeps_its_state_dir_and_probes_readyz() {
         }
     }
 }
+
+#[test]
+fn dns_reads_the_path_report_of_its_own_nodes_tunnel() {
+    for overlay in ["", "openshift"] {
+        let docs = documents(&render(overlay));
+        let find = |kind: &str, name: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{overlay:?}: no {kind} {name}"))
+        };
+        let dns = &find("Deployment", "causeway-dns")["spec"]["template"]["spec"]["containers"][0];
+        let url = dns["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "CAUSEWAY_PATH_HEALTH_URL")
+            .and_then(|v| v["value"].as_str())
+            .unwrap_or_else(|| panic!("{overlay:?}: causeway-dns has no CAUSEWAY_PATH_HEALTH_URL"));
+        let (authority, path) = causeway_shared::config::path_health::split_http_url(url).unwrap();
+        assert_eq!(path, "/paths");
+        let (host, port) = authority.rsplit_once(':').unwrap();
+        // The Service named keeps traffic on the caller's node and reaches the tunnel's
+        // metrics port, where the shipped configuration has the tunnel serve /paths.
+        let svc = find("Service", host);
+        assert_eq!(svc["spec"]["internalTrafficPolicy"], "Local", "{overlay:?}");
+        let node = find("DaemonSet", "causeway-node");
+        assert_eq!(
+            svc["spec"]["selector"], node["spec"]["selector"]["matchLabels"],
+            "{overlay:?}: the Service selects the node pods"
+        );
+        let svc_port = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"].as_u64().map(|n| n.to_string()).as_deref() == Some(port))
+            .unwrap_or_else(|| panic!("{overlay:?}: {host} has no port {port}"));
+        let tunnel = node["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "tunnel")
+            .unwrap();
+        let container_port = tunnel["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == svc_port["targetPort"])
+            .unwrap_or_else(|| {
+                panic!(
+                    "{overlay:?}: the tunnel has no port {}",
+                    svc_port["targetPort"]
+                )
+            });
+        let cfg = causeway_shared::config::Config::from_yaml(
+            Path::new("config.yaml"),
+            &shipped_config(&docs),
+        )
+        .unwrap();
+        assert_eq!(
+            container_port["containerPort"],
+            json!(cfg.tunnel.metrics_listen.port()),
+            "{overlay:?}: /paths is served on tunnel.metricsListen"
+        );
+        // The proxy, in the tunnel's pod, reads it on loopback (the default).
+        assert_eq!(
+            cfg.path_health_url().as_deref(),
+            Some(
+                format!(
+                    "http://127.0.0.1:{}/paths",
+                    cfg.tunnel.metrics_listen.port()
+                )
+                .as_str()
+            )
+        );
+    }
+}

@@ -36,6 +36,34 @@ pub struct PeerHealth {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub up: bool,
+    /// The path probe of this peer, when it publishes a probe endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeHealth>,
+}
+
+/// A peer's path probe, as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeHealth {
+    pub target: String,
+    pub sent: u64,
+    pub answered: u64,
+    /// Milliseconds since the last answer; `None` if none yet.
+    pub last_answer_ms: Option<u64>,
+    /// Round trip of the last answer, in microseconds.
+    pub rtt_us: Option<u64>,
+}
+
+impl From<crate::probe::ProbeView> for ProbeHealth {
+    fn from(v: crate::probe::ProbeView) -> Self {
+        Self {
+            target: v.target.to_string(),
+            sent: v.sent,
+            answered: v.answered,
+            last_answer_ms: v.last_answer_ago.map(|d| d.as_millis() as u64),
+            rtt_us: v.rtt.map(|d| d.as_micros() as u64),
+        }
+    }
 }
 
 /// The whole `/status` document.
@@ -113,6 +141,7 @@ pub fn assess(
                     .chain(received)
                     .min()
                     .is_some_and(|a| a <= down_after.as_secs()),
+                probe: None,
             }
         })
         .collect();
@@ -161,6 +190,18 @@ pub fn render_wg(r: &StatusReport) -> String {
             "  transfer: {} B received, {} B sent",
             p.rx_bytes, p.tx_bytes
         );
+        if let Some(pr) = &p.probe {
+            let last = pr
+                .last_answer_ms
+                .map_or("never answered".to_string(), |ms| {
+                    format!("last answer {ms} ms ago")
+                });
+            let _ = writeln!(
+                s,
+                "  probe: {} {}/{} answered, {last}",
+                pr.target, pr.answered, pr.sent
+            );
+        }
     }
     s
 }

@@ -16,6 +16,7 @@ pub mod keystore;
 pub mod mss;
 pub mod names;
 pub mod plan;
+pub mod probe;
 pub mod publish;
 pub mod routes;
 pub mod steering;

@@ -161,14 +161,17 @@ async fn main() -> Result<()> {
     let tunnel = &process.config.tunnel;
     let listening = telemetry::serve_with_debug(
         "tunnel",
-        (tunnel.metrics_listen, process.telemetry_router()),
+        (
+            tunnel.metrics_listen,
+            process.telemetry_router().merge(agent.paths_router()),
+        ),
         (tunnel.debug_listen, agent.router()),
     )
     .await?;
     tracing::info!(
         metrics = %listening.metrics,
         debug = %listening.debug,
-        "serving /metrics /healthz /readyz, and /status /wg"
+        "serving /metrics /healthz /readyz /paths, and /status /wg"
     );
 
     causeway_shared::signal::shutdown_signal().await;

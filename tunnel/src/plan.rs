@@ -113,6 +113,9 @@ impl fmt::Display for PeerLabel {
 pub struct PlannedPeer {
     pub label: PeerLabel,
     pub config: PeerConfig,
+    /// Where the peer answers path probes: its TunnelEndpoint's `probeEndpoint`, kept only
+    /// inside its allowed IPs (a probe must go through the tunnel).
+    pub probe: Option<SocketAddr>,
 }
 
 impl PlannedPeer {
@@ -132,6 +135,7 @@ impl PlannedPeer {
                 allowed_ips,
                 persistent_keepalive,
             },
+            probe: None,
         }
     }
 }
@@ -167,6 +171,9 @@ pub struct Plan {
     pub flows: Vec<Flow>,
     /// Objects or fields that were left out, with the reason.
     pub problems: Vec<String>,
+    /// This node's address in its pod subnets (IPv4 first): the source of routes into the
+    /// tunnel, and where our probe responder is published.
+    pub probe_source: Option<IpAddr>,
 }
 
 impl Plan {
@@ -205,6 +212,9 @@ impl Plan {
                     ips.join(",")
                 }
             );
+            if let Some(probe) = p.probe {
+                let _ = write!(out, " probe={probe}");
+            }
             match c.persistent_keepalive {
                 Some(k) => {
                     let _ = writeln!(out, " keepalive={k}");
@@ -309,6 +319,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                     peers.push(PlannedPeer {
                         label,
                         config: p.clone(),
+                        probe: None,
                     });
                 }
             }
@@ -373,8 +384,19 @@ pub fn plan(input: &PlanInput) -> Plan {
                         &format!("{what}: endpoint "),
                         &mut problems,
                     );
+                    let probe = te.probe_endpoint.filter(|pe| {
+                        let inside = allowed.iter().any(|n| n.contains(&pe.ip()));
+                        if !inside {
+                            problems.push(format!(
+                                "{what}: probeEndpoint {pe} is outside its pod subnets; not probed"
+                            ));
+                        }
+                        inside
+                    });
                     seen_keys.insert(key, label.clone());
-                    cluster_peers.push(PlannedPeer::new(label, key, endpoint, allowed, keepalive));
+                    let mut peer = PlannedPeer::new(label, key, endpoint, allowed, keepalive);
+                    peer.probe = probe;
+                    cluster_peers.push(peer);
                 }
                 if let Some(i) = service_carrier(&cluster_peers, &input.peer_up) {
                     for net in &remote.service_cidrs {
@@ -449,6 +471,13 @@ pub fn plan(input: &PlanInput) -> Plan {
                 && input.local.pod_cidrs.iter().any(|c| c.contains(a))
         })
     };
+    let probe_source = input
+        .local
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| input.local.pod_cidrs.iter().any(|c| c.contains(a)))
+        .min_by_key(IpAddr::is_ipv6);
     let routes = routes
         .into_iter()
         .map(|destination| Route {
@@ -483,6 +512,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         mss_interface: input.settings.interface.clone(),
         flows,
         problems,
+        probe_source,
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Publication {
     pub public_key: PublicKey,
     pub endpoint: Option<String>,
     pub pod_cidrs: Vec<IpNet>,
+    /// Where our probe responder is reached through the tunnel.
+    pub probe_endpoint: Option<std::net::SocketAddr>,
 }
 
 /// Publishes one node's tunnel.
@@ -224,6 +226,7 @@ impl Publisher {
                 public_key: p.public_key.to_base64(),
                 endpoint: p.endpoint.clone(),
                 pod_cidrs: p.pod_cidrs.iter().map(ToString::to_string).collect(),
+                probe_endpoint: p.probe_endpoint.map(|e| e.to_string()),
             },
         );
         te.metadata.namespace = Some(self.namespace.clone());

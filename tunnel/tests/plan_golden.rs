@@ -25,6 +25,7 @@ fn te(node: &str, k: u8, endpoint: Option<&str>, cidrs: &[&str]) -> TunnelEndpoi
         public_key: key(k).to_base64(),
         endpoint: endpoint.map(Into::into),
         pod_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        probe_endpoint: None,
         resource_version: None,
     }
 }
@@ -304,4 +305,44 @@ fn service_cidrs_fail_over_to_an_up_peer_of_the_same_cluster() {
     assert_eq!(carrier, ["b/b2"]);
     // Routes do not depend on which peer carries the services.
     assert_eq!(p.routes, plan(&base()).routes);
+}
+
+#[test]
+fn probes_go_only_through_the_tunnel_and_from_our_pod_subnet_address() {
+    let mut input = base();
+    let mut b1 = te("b1", 21, Some("198.51.100.1:51820"), &["10.129.0.0/24"]);
+    b1.probe_endpoint = Some("10.129.0.1:51821".parse().unwrap());
+    // An address outside its pod subnets would leave by the underlay: not probed.
+    let mut b2 = te("b2", 22, Some("198.51.100.2:51820"), &["10.129.1.0/24"]);
+    b2.probe_endpoint = Some("198.51.100.2:51821".parse().unwrap());
+    input.remotes[0].view = RemoteView::Synced(vec![b1, b2]);
+    input.remotes.truncate(1);
+    let p = plan(&input);
+    let expected = format!(
+        "peers:
+  b/b1 key={} endpoint=198.51.100.1:51820 allowed=10.129.0.0/24,172.31.0.0/16 probe=10.129.0.1:51821 keepalive=25
+  b/b2 key={} endpoint=198.51.100.2:51820 allowed=10.129.1.0/24 keepalive=25
+routes:
+  10.129.0.0/16 dev causeway0 src 10.128.0.1
+  172.31.0.0/16 dev causeway0 src 10.128.0.1
+mss:
+  oifname causeway0 clamp to rt mtu
+flows:
+problems:
+  cluster \"b\" TunnelEndpoint causeway/b2: probeEndpoint 198.51.100.2:51821 is outside its pod subnets; not probed
+",
+        k(21),
+        k(22)
+    );
+    assert_eq!(p.render(), expected);
+    assert_eq!(p.probe_source, Some("10.128.0.1".parse().unwrap()));
+    input
+        .local
+        .addresses
+        .retain(|a| a.to_string() != "10.128.0.1");
+    assert_eq!(
+        plan(&input).probe_source,
+        None,
+        "no address in our pod subnet"
+    );
 }

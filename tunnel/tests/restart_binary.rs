@@ -10,109 +10,34 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
-use causeway_tests::cluster::{ConfigFile, TestCluster};
 use causeway_tests::daemon::Daemon;
-use causeway_tests::netns::{self, Netns, Signal, ping};
-use causeway_tests::objects;
+use causeway_tests::netns::{Netns, Signal, ping};
+use causeway_tests::node_pair::{NodePair, PairNode, PairSetup};
 use causeway_tunnel::keystore::KeyStore;
-use causeway_tunnel::wg::PublicKey;
 
-struct Node {
-    name: String,
-    pod: Netns,
-    ns: Netns,
-    _cluster: TestCluster,
-    cfg: std::path::PathBuf,
-    state: std::path::PathBuf,
-    logs: std::path::PathBuf,
+const TUNNEL: &str = env!("CARGO_BIN_EXE_causeway-tunnel");
+
+/// The public key of the tunnel whose state directory is `state` (created when missing).
+fn key_of(state: &Path) -> Result<String> {
+    let (stored, _) = KeyStore::open(state)?.load_or_create()?;
+    Ok(stored.key.public_key().to_base64())
 }
 
-/// The state directory (key file) of node `name`'s tunnel.
-fn state_dir(dir: &Path, name: &str) -> std::path::PathBuf {
-    dir.join(format!("state-{name}"))
-}
-
-/// Node `name` of cluster `local` (pod prefix `pre`, underlay address `ip`); `other` is the
-/// remote node's name, underlay address, pod prefix and key, in the remote cluster's file.
-fn node(
-    ul: &Netns,
-    dir: &Path,
-    (name, local): (&str, &str),
-    pre: &str,
-    ip: &str,
-    (other_name, other_ip, other_pre, other_key): (&str, &str, &str, PublicKey),
-) -> Result<Node> {
-    let (ns, pod) = netns::routed_node(
-        ul,
-        "ulbr",
-        name,
-        &format!("r{name}"),
-        &format!("{pre}.0"),
-        &format!("{ip}/24"),
-    )?;
-    // The route clear traffic would take without the tunnel's routes.
-    ns.exec("ip", &["route", "add", "default", "via", other_ip])?;
-
-    let cluster = TestCluster::start_in(
-        &ns,
+/// The pair with nothing added: the tunnels alone.
+fn pair(dir: &Path, short: &str) -> Result<NodePair> {
+    NodePair::new(
         dir,
-        local,
-        &[&format!("{pre}.0.0/16")],
-        &["172.30.0.0/16"],
-    )?;
-    cluster.add_node(name, &format!("{pre}.0.0/24"), ip)?;
-    let remote = dir.join(format!("{name}-remote.yaml"));
-    objects::write_list(
-        &remote,
-        &[objects::tunnel_endpoint(
-            other_name,
-            &other_key.to_base64(),
-            &format!("{other_ip}:51820"),
-            &format!("{other_pre}.0.0/24"),
-        )],
-    )?;
-    let remote_cluster = if local == "a" { "b" } else { "a" };
-    let cfg = ConfigFile::new(local)
-        .cluster(&cluster)
-        .file_cluster(
-            remote_cluster,
-            &[&format!("{other_pre}.0.0/16")],
-            &["172.31.0.0/16"],
-            &remote,
-        )
-        .section(
-            "tunnel",
-            &format!(
-                "{{ endpoint: {{ address: \"{ip}:51820\" }}, metricsListen: \"127.0.0.1:19155\" }}"
-            ),
-        )
-        .write(&dir.join(format!("{name}.yaml")))?;
-    Ok(Node {
-        name: name.to_owned(),
-        pod,
-        ns,
-        _cluster: cluster,
-        cfg,
-        state: state_dir(dir, name),
-        logs: dir.to_path_buf(),
-    })
+        short,
+        &PairSetup {
+            sections: &|_| Vec::new(),
+            remote_objects: &|_| Vec::new(),
+            key_of: &key_of,
+        },
+    )
 }
 
-impl Node {
-    /// Starts the node's tunnel; its `n`th run logs to `<dir>/<name>-<n>.log`.
-    fn start(&self, n: u32) -> Result<Daemon> {
-        Daemon::spawn(
-            self.ns
-                .command(env!("CARGO_BIN_EXE_causeway-tunnel"))
-                .arg("--config")
-                .arg(&self.cfg)
-                .args(["--node-name", &self.name, "--namespace", "causeway"])
-                .arg("--state-dir")
-                .arg(&self.state)
-                .arg("--userspace"),
-            &self.logs.join(format!("{}-{n}.log", self.name)),
-        )
-    }
+fn start(node: &PairNode, n: u32) -> Result<Daemon> {
+    node.start_tunnel(Path::new(TUNNEL), n)
 }
 
 /// Packets counted so far by the underlay counter of clear traffic from a1 towards b's pods.
@@ -153,32 +78,7 @@ fn stop(tunnel: Daemon, signal: Signal) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let ul = Netns::new("rul")?;
-    ul.exec("ip", &["link", "add", "ulbr", "type", "bridge"])?;
-    ul.exec("ip", &["link", "set", "ulbr", "up"])?;
-    // Each node's key is in its state directory before its first start (as a restart finds
-    // it), so that each configuration can name the other's public key.
-    let key_of = |name| -> Result<PublicKey> {
-        let (stored, _) = KeyStore::open(state_dir(dir.path(), name))?.load_or_create()?;
-        Ok(stored.key.public_key())
-    };
-    let (ka, kb) = (key_of("a1")?, key_of("b1")?);
-    let a = node(
-        &ul,
-        dir.path(),
-        ("a1", "a"),
-        "10.128",
-        "192.0.2.11",
-        ("b1", "192.0.2.21", "10.129", kb),
-    )?;
-    let b = node(
-        &ul,
-        dir.path(),
-        ("b1", "b"),
-        "10.129",
-        "192.0.2.21",
-        ("a1", "192.0.2.11", "10.128", ka),
-    )?;
+    let NodePair { underlay: ul, a, b } = pair(dir.path(), "r")?;
     ul.exec(
         "nft",
         &["add table netdev leak; \
@@ -192,8 +92,8 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
     let control = leaked(&ul)?;
     assert!(control >= 2, "the counter sees clear traffic: {control}");
 
-    let mut ta = a.start(1)?;
-    let mut tb = b.start(1)?;
+    let mut ta = start(&a, 1)?;
+    let mut tb = start(&b, 1)?;
     for (n, tunnel, range) in [
         (&a, &mut ta, "10.129.0.0/16 dev causeway0"),
         (&b, &mut tb, "10.128.0.0/16 dev causeway0"),
@@ -237,7 +137,7 @@ async fn restarts_leak_nothing_and_recover_within_a_second() -> Result<()> {
         );
         let restart = unix_now();
         let started = Instant::now();
-        ta = a.start(run)?;
+        ta = start(&a, run)?;
         let (out_b, out_a) = (
             pb.wait(Duration::from_secs(15))?,
             pa.wait(Duration::from_secs(15))?,

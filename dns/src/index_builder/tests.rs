@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use causeway_shared::catalog::{Catalog, ClusterStatus};
+use causeway_shared::catalog::{Catalog, ClusterStatus, PathState};
 use causeway_shared::model::{
     AddressType, Endpoint, EndpointPort, EndpointSlice, Protocol, ServicePort, ServiceType,
     SessionAffinity,
@@ -196,6 +196,14 @@ fn incremental_builds_equal_full_builds() {
                     s.connected = false;
                     s.disconnected_since = now.checked_sub(Duration::from_secs(120));
                 });
+            } else if step > 10 && rng.chance(5) {
+                // The tunnel reports the path down (or back): the merged zone follows.
+                let path = if rng.chance(50) {
+                    PathState::Unreachable
+                } else {
+                    PathState::Reachable
+                };
+                catalog.set_path(CLUSTERS[k], path);
             } else if step > 5 || rng.chance(50) {
                 data[k] = mutate(&data[k], k, &mut rng);
                 catalog.publish(CLUSTERS[k], Arc::new(data[k].clone()), synced());
@@ -273,4 +281,50 @@ fn a_remote_past_the_first_sync_wait_no_longer_holds_the_index_back() {
     let snap = catalog.snapshot();
     let late = snap.remote_wait_deadline() + Duration::from_secs(3600);
     assert!(!IndexBuilder::new(config).build(&snap, late).ready());
+}
+
+#[test]
+fn a_cluster_whose_path_is_down_leaves_the_merged_zone_and_keeps_its_own() {
+    let config = config(false);
+    let catalog = Catalog::for_config(&config);
+    let mut builder = IndexBuilder::new(config);
+    let mut rng = Rng(5);
+    let mut b = ClusterData::default();
+    let key = ServiceKey::new("demo", "web");
+    let mut svc = service(key, 1, &mut rng);
+    svc.service_type = ServiceType::ClusterIP;
+    svc.headless = false;
+    svc.external_name = None;
+    svc.cluster_ips = vec!["10.101.0.80".parse().unwrap()];
+    b.upsert_service(svc);
+    catalog.publish("a", Arc::default(), synced());
+    catalog.publish("b", Arc::new(b), synced());
+    catalog.publish("c", Arc::default(), synced());
+    let merged_has_web = |builder: &mut IndexBuilder| {
+        let dump = builder.build(&catalog.snapshot(), Instant::now()).dump();
+        let zone = |apex: &str| {
+            let start = dump.find(&format!("zone {apex}")).unwrap();
+            let rest = &dump[start + 5..];
+            rest[..rest.find("zone ").unwrap_or(rest.len())].to_string()
+        };
+        (
+            zone("cluster.all.").contains("web.demo.svc.cluster.all."),
+            zone("cluster.b.").contains("web.demo.svc.cluster.b."),
+        )
+    };
+    assert_eq!(merged_has_web(&mut builder), (true, true));
+    catalog.set_path("b", PathState::Unreachable);
+    assert_eq!(
+        merged_has_web(&mut builder),
+        (false, true),
+        "out of cluster.all; cluster.b keeps answering"
+    );
+    catalog.set_path("b", PathState::Reachable);
+    assert_eq!(merged_has_web(&mut builder), (true, true), "back");
+    catalog.set_path("b", PathState::Unknown);
+    assert_eq!(
+        merged_has_web(&mut builder),
+        (true, true),
+        "unknown is not down"
+    );
 }

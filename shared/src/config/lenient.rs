@@ -67,10 +67,11 @@ pub fn read(tree: Value) -> Lenient {
             "proxy" => file.proxy = collect(&mut problems, section("proxy", value)),
             "tunnel" => file.tunnel = collect(&mut problems, section("tunnel", value)),
             "readiness" => file.readiness = collect(&mut problems, section("readiness", value)),
+            "pathHealth" => file.path_health = collect(&mut problems, section("pathHealth", value)),
             other => problems.push(Problem::InvalidValue {
                 field: other.to_string(),
                 reason: "unknown field, expected one of cluster, clusters, dns, proxy, tunnel, \
-                         readiness"
+                         readiness, pathHealth"
                     .into(),
             }),
         }

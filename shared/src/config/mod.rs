@@ -7,6 +7,7 @@
 pub mod dns;
 mod duration;
 mod lenient;
+pub mod path_health;
 pub mod proxy;
 pub mod readiness;
 pub mod tunnel;
@@ -19,6 +20,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use self::dns::{DnsConfig, Upstreams};
+pub use self::path_health::PathHealthConfig;
 pub use self::proxy::{NftWriter, ProxyBackend, ProxyConfig};
 pub use self::readiness::ReadinessConfig;
 pub use self::tunnel::{EndpointMode, NodeSubnetSource, StaticPeer, SteeringMode, TunnelConfig};
@@ -38,6 +40,8 @@ pub struct FileConfig {
     pub tunnel: TunnelConfig,
     #[serde(default)]
     pub readiness: ReadinessConfig,
+    #[serde(default)]
+    pub path_health: PathHealthConfig,
 }
 
 /// One entry of `clusters:` as written.
@@ -112,9 +116,29 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub tunnel: TunnelConfig,
     pub readiness: ReadinessConfig,
+    pub path_health: PathHealthConfig,
 }
 
 impl Config {
+    /// Where causeway-dns and causeway-proxy read the tunnel's `/paths` report: `pathHealth.url`
+    /// (empty: off), else the tunnel's `metricsListen` port on this host.
+    pub fn path_health_url(&self) -> Option<String> {
+        match self.path_health.url.as_deref() {
+            Some("") => None,
+            Some(url) => Some(url.to_string()),
+            None => {
+                let listen = self.tunnel.metrics_listen;
+                let host = match listen.ip() {
+                    ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_string(),
+                    ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                };
+                Some(format!("http://{host}:{}/paths", listen.port()))
+            }
+        }
+    }
+
     /// Who may have names outside our zones forwarded: `dns.allowFrom` when set, else
     /// every configured cluster's pod and service CIDRs plus loopback.
     pub fn dns_allow_from(&self) -> Vec<IpNet> {
@@ -473,6 +497,7 @@ fn validate(path: &Path, file: FileConfig) -> Result<Config, ConfigError> {
         proxy: file.proxy,
         tunnel: file.tunnel,
         readiness: file.readiness,
+        path_health: file.path_health,
     })
 }
 
@@ -519,6 +544,45 @@ fn validate_sections(file: &FileConfig, problems: &mut Vec<Problem>) {
         bad(
             "readiness.remoteSyncTimeout",
             format!("{} is longer than 1h", file.readiness.remote_sync_timeout),
+        );
+    }
+    let ph = &file.path_health;
+    if let Some(url) = ph.url.as_deref().filter(|u| !u.is_empty())
+        && let Err(reason) = path_health::split_http_url(url)
+    {
+        bad("pathHealth.url", reason);
+    }
+    let interval = file.tunnel.probe_interval.0;
+    if interval.is_zero() || interval > std::time::Duration::from_secs(60) {
+        bad(
+            "tunnel.probeInterval",
+            format!("{} is outside 1ms..60s", file.tunnel.probe_interval),
+        );
+    } else if ph.unreachable_after.0 < 2 * interval {
+        bad(
+            "pathHealth.unreachableAfter",
+            format!(
+                "{} is shorter than two probes (tunnel.probeInterval {})",
+                ph.unreachable_after, file.tunnel.probe_interval
+            ),
+        );
+    }
+    if ph.poll_interval.0.is_zero() || ph.poll_interval.0 > ph.unreachable_after.0 {
+        bad(
+            "pathHealth.pollInterval",
+            format!(
+                "{} must be above zero and at most pathHealth.unreachableAfter",
+                ph.poll_interval
+            ),
+        );
+    }
+    if file.tunnel.probe_port != 0 && file.tunnel.probe_port == file.tunnel.listen_port {
+        bad(
+            "tunnel.probePort",
+            format!(
+                "{} is also tunnel.listenPort; the probe needs a port of its own",
+                file.tunnel.probe_port
+            ),
         );
     }
     if file.proxy.interface.is_empty() {

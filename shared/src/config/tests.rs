@@ -455,3 +455,50 @@ fn debug_views_listen_on_loopback_unless_told_otherwise() {
         "{fields:?}"
     );
 }
+
+#[test]
+fn path_health_defaults_to_the_tunnel_on_this_host_and_checks_its_timing() {
+    let cfg = load(GOOD).unwrap();
+    assert_eq!(
+        cfg.path_health_url().as_deref(),
+        Some("http://127.0.0.1:9155/paths"),
+        "the tunnel's metrics port on loopback"
+    );
+    assert_eq!(cfg.path_health.unreachable_after, ConfigDuration::secs(5));
+    assert_eq!(cfg.tunnel.probe_port, 51821);
+    assert_eq!(cfg.tunnel.probe_interval, ConfigDuration::secs(1));
+    let text = GOOD.replace(
+        "tunnel: {}",
+        "tunnel: { metricsListen: \"[::]:19155\" }\npathHealth: { unreachableAfter: 3s }",
+    );
+    let cfg = load(&text).unwrap();
+    assert_eq!(
+        cfg.path_health_url().as_deref(),
+        Some("http://[::1]:19155/paths")
+    );
+    assert_eq!(cfg.path_health.unreachable_after, ConfigDuration::secs(3));
+    let off = format!("{GOOD}pathHealth: {{ url: \"\" }}\n");
+    assert_eq!(load(&off).unwrap().path_health_url(), None);
+    // Every mistake of the section at once, each naming its field.
+    let text = GOOD.replace(
+        "tunnel: {}",
+        "tunnel: { probePort: 51820, probeInterval: 2s }\n\
+         pathHealth: { url: \"https://x:1/\", unreachableAfter: 3s, pollInterval: 0s }",
+    );
+    let fields: Vec<String> = problems(&text)
+        .into_iter()
+        .map(|p| match p {
+            Problem::InvalidValue { field, .. } => field,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "pathHealth.url",
+            "pathHealth.unreachableAfter",
+            "pathHealth.pollInterval",
+            "tunnel.probePort"
+        ]
+    );
+}

@@ -102,6 +102,11 @@ pub struct TunnelConfig {
     pub rotate_interval: ConfigDuration,
     /// Where this node's pod subnets are read from; published in its TunnelEndpoint.
     pub node_subnets: NodeSubnetSource,
+    /// UDP port of the path probe (0: off). The tunnel answers probes there and, every
+    /// `probeInterval`, sends one through the tunnel to each remote node that publishes a
+    /// probe endpoint; the answers make the per-cluster reachability of `/paths`.
+    pub probe_port: u16,
+    pub probe_interval: ConfigDuration,
 }
 
 impl Default for TunnelConfig {
@@ -121,6 +126,8 @@ impl Default for TunnelConfig {
             ovs_port: None,
             rotate_interval: ConfigDuration::secs(0),
             node_subnets: NodeSubnetSource::Auto,
+            probe_port: 51821,
+            probe_interval: ConfigDuration::secs(1),
         }
     }
 }

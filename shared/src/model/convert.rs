@@ -390,6 +390,13 @@ impl TryFrom<&crd::TunnelEndpoint> for TunnelEndpoint {
             .enumerate()
             .map(|(i, c)| parse_cidr(&object, format!("spec.podCIDRs[{i}]"), c))
             .collect::<Result<_, _>>()?;
+        let probe_endpoint = match spec.probe_endpoint.as_deref().filter(|e| !e.is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|_| invalid(&object, "spec.probeEndpoint", raw, "expected IP:PORT"))?,
+            ),
+        };
         Ok(TunnelEndpoint {
             name,
             namespace,
@@ -397,6 +404,7 @@ impl TryFrom<&crd::TunnelEndpoint> for TunnelEndpoint {
             public_key: spec.public_key.clone(),
             endpoint,
             pod_cidrs,
+            probe_endpoint,
             resource_version: te.metadata.resource_version.clone(),
         })
     }

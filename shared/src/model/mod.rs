@@ -235,5 +235,8 @@ pub struct TunnelEndpoint {
     pub endpoint: Option<String>,
     /// Pod subnets routed to this node.
     pub pod_cidrs: Vec<IpNet>,
+    /// Where the node's tunnel answers path probes (an address inside its pod subnets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_endpoint: Option<std::net::SocketAddr>,
     pub resource_version: Option<String>,
 }

@@ -34,6 +34,7 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
 }
 
 /// Watches one file for one cluster.
+#[derive(Clone, Debug)]
 pub struct FileSource {
     pub cluster: String,
     pub path: PathBuf,

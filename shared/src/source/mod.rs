@@ -9,6 +9,7 @@ mod metrics;
 mod objects;
 pub mod persist;
 
+use crate::supervise::{Backoff, spawn_restarting};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,9 @@ impl SourceOptions {
 
 /// Starts one source task per configured cluster. Remote Kubernetes sources save their
 /// state under `options.state_dir` (the local cluster must be listed to be ready anyway,
-/// and file sources re-read their file).
+/// and file sources re-read their file). A source that panics is restarted after a backoff
+/// (the catalog keeps its last data meanwhile, and its `lastError` says so); the other
+/// clusters' sources never notice.
 pub fn spawn_sources(
     config: &Config,
     catalog: &Arc<Catalog>,
@@ -70,6 +73,16 @@ pub fn spawn_sources(
         .map(|c| {
             let catalog = catalog.clone();
             let metrics = metrics.clone();
+            let on_panic = {
+                let catalog = catalog.clone();
+                let cluster = c.name.clone();
+                move |msg: &str| {
+                    catalog.update_status(&cluster, |s| {
+                        s.last_error = Some(format!("source task panicked: {msg}; restarting"));
+                    })
+                }
+            };
+            let task = format!("source {}", c.name);
             match &c.source {
                 SourceSpec::File { path } => {
                     let src = FileSource {
@@ -77,7 +90,12 @@ pub fn spawn_sources(
                         path: path.clone(),
                         poll: options.file_poll,
                     };
-                    tokio::spawn(src.run(catalog, metrics))
+                    spawn_restarting(
+                        task,
+                        Backoff::default(),
+                        move || src.clone().run(catalog.clone(), metrics.clone()),
+                        on_panic,
+                    )
                 }
                 spec => {
                     let src = KubeSource {
@@ -95,7 +113,12 @@ pub fn spawn_sources(
                                 debounce: options.state_debounce,
                             }),
                     };
-                    tokio::spawn(src.run(catalog, metrics))
+                    spawn_restarting(
+                        task,
+                        Backoff::default(),
+                        move || src.clone().run(catalog.clone(), metrics.clone()),
+                        on_panic,
+                    )
                 }
             }
         })

@@ -29,7 +29,18 @@ impl Inner {
             a.observe(&peers, now);
             a.clone()
         };
-        let health = health::assess(&peers, &labels, &activity, now, down_after);
+        let mut health = health::assess(&peers, &labels, &activity, now, down_after);
+        {
+            let probes = lock(&self.probes);
+            let at = std::time::Instant::now();
+            for p in &mut health {
+                let label = crate::plan::PeerLabel {
+                    cluster: p.cluster.clone(),
+                    node: p.node.clone(),
+                };
+                p.probe = probes.view(&label, at).map(Into::into);
+            }
+        }
         let previous = self.status.load_full();
         for p in &health {
             let was = previous.peers.iter().find(|o| o.public_key == p.public_key);

@@ -16,6 +16,7 @@
 mod health;
 mod keys;
 mod metrics;
+mod probe;
 mod publish;
 mod state;
 mod steering;
@@ -134,6 +135,11 @@ impl Agent {
             peer_up: Default::default(),
             applied_generations: Default::default(),
             status: ArcSwap::from_pointee(StatusReport::default()),
+            probes: Arc::new(std::sync::Mutex::new(crate::probe::Tracker::new(
+                std::time::Instant::now(),
+            ))),
+            probing: Default::default(),
+            probe_endpoint: watch::channel(None).0,
             steering,
             mss,
             subnets,
@@ -165,6 +171,7 @@ impl Agent {
         }
         let i = inner.clone();
         tasks.push(tokio::spawn(async move { i.health_loop().await }));
+        tasks.extend(inner.start_probes());
         if inner.steering.is_some() {
             let i = inner.clone();
             tasks.push(tokio::spawn(async move { i.steering_loop().await }));
@@ -186,6 +193,25 @@ impl Agent {
     pub async fn refresh_status(&self) -> Arc<StatusReport> {
         self.inner.refresh_health().await;
         self.status()
+    }
+
+    /// `/paths` (JSON): per remote cluster, whether its nodes answer probes through the
+    /// tunnel. Read by causeway-dns and causeway-proxy (`pathHealth`): serve it beside the
+    /// metrics.
+    pub fn paths_router(&self) -> Router {
+        let inner = self.inner.clone();
+        Router::new().route(
+            "/paths",
+            get(move || {
+                let report = inner.paths_report();
+                async move { axum::Json(report) }
+            }),
+        )
+    }
+
+    /// The `/paths` document now (tests).
+    pub fn paths(&self) -> causeway_shared::path_health::PathReport {
+        self.inner.paths_report()
     }
 
     /// `/status` (JSON) and `/wg` (text) routes; merge into the telemetry router.

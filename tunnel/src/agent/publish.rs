@@ -24,6 +24,7 @@ impl Inner {
                     .as_ref()
                     .map(|n| self.node_subnets(n))
                     .unwrap_or_default(),
+                probe_endpoint: *self.probe_endpoint.borrow(),
             },
             node.map(|n| n.addresses.clone()).unwrap_or_default(),
         )
@@ -35,6 +36,7 @@ impl Inner {
         let mut key_rx = self.key_changed.subscribe();
         let mut subnets_rx = self.subnets.clone();
         let mut catalog_rx = self.catalog.subscribe();
+        let mut probe_rx = self.probe_endpoint.subscribe();
         let mut prepared = false;
         let mut last: Option<Publication> = None;
         loop {
@@ -80,6 +82,7 @@ impl Inner {
                 _ = tokio::time::sleep(self.timing.publish_every) => {}
                 r = key_rx.changed() => if r.is_err() { return },
                 r = catalog_rx.changed() => if r.is_err() { return },
+                r = probe_rx.changed() => if r.is_err() { return },
                 Some(r) = async { match subnets_rx.as_mut() {
                     Some(rx) => Some(rx.changed().await),
                     None => std::future::pending().await,

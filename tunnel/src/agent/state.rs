@@ -118,6 +118,14 @@ pub(super) struct Inner {
     pub peer_up: Mutex<BTreeMap<PublicKey, bool>>,
     /// The `/status` document.
     pub status: ArcSwap<StatusReport>,
+
+    // Path probes.
+    /// What the probes found (targets set by the sync, answers by the probe loop).
+    pub probes: Arc<Mutex<crate::probe::Tracker>>,
+    /// True once the probe port is bound.
+    pub probing: std::sync::atomic::AtomicBool,
+    /// Our probe endpoint (set by the sync, published in our TunnelEndpoint).
+    pub probe_endpoint: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Inner {

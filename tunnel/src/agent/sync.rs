@@ -180,6 +180,7 @@ impl Inner {
             .await?;
         *lock(&self.labels) = plan.labels();
         self.parts.routes.sync(&plan.routes).await?;
+        self.follow_plan_probes(&plan);
         self.mss.sync(&plan.mss_interface, req.full).await?;
         if let Some(e) = steering_error {
             return Err(e);

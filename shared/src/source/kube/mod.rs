@@ -197,6 +197,7 @@ fn convert<K: Watched>(o: &K, initial: bool) -> Change {
 }
 
 /// Watches one cluster's API.
+#[derive(Clone, Debug)]
 pub struct KubeSource {
     pub cluster: String,
     pub spec: SourceSpec,

@@ -1,0 +1,199 @@
+//! Shared data-path health end to end, with the real binaries: node a1 of cluster a runs
+//! causeway-tunnel and causeway-dns, node b1 of cluster b runs causeway-tunnel (userspace data
+//! path), both on one underlay (see `causeway_tests::node_pair`). Cluster b's API keeps
+//! answering (it is a file) while the underlay towards b1 is cut: with the default
+//! `pathHealth` (unreachableAfter 5s, probes every second), b's Service leaves `cluster.all`
+//! in under 10 s, `cluster.b` keeps answering, `/readyz` and the metrics say so, and the
+//! Service is back within seconds of the path returning.
+//!
+//! Ranges as in the kit; b's Service web.demo has ClusterIP 172.31.0.80 (b's pod 10.129.0.11).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, ensure};
+use causeway_tests::daemon::Daemon;
+use causeway_tests::demo::workspace_binary;
+use causeway_tests::netns::Netns;
+use causeway_tests::node_pair::{NodePair, PairSetup};
+use causeway_tests::objects;
+use causeway_tests::probe::free_port;
+use causeway_tests::wait::poll;
+
+/// A key in `state`, made by the tunnel binary itself (`rotate` on an empty directory).
+fn key_of(state: &Path) -> Result<String> {
+    let dir = state.parent().context("state dir parent")?;
+    let cfg = dir.join("keygen.yaml");
+    std::fs::write(
+        &cfg,
+        "cluster: k\nclusters:\n  - { name: k, source: { inCluster: true } }\n",
+    )?;
+    let out = Command::new(workspace_binary("causeway-tunnel"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--node-name", "keygen", "rotate"])
+        .output()?;
+    ensure!(out.status.success(), "rotate: {out:?}");
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// `dig +short` of `name` A at the DNS server on `port` inside `ns`.
+fn a_records(ns: &Netns, port: u16, name: &str) -> Vec<String> {
+    let port = port.to_string();
+    ns.exec(
+        "dig",
+        &[
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "@127.0.0.1",
+            "-p",
+            &port,
+            name,
+            "A",
+        ],
+    )
+    .map(|out| out.lines().map(str::to_string).collect())
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let pair = NodePair::new(
+        dir,
+        "ph",
+        &PairSetup {
+            sections: &|node| {
+                if node == "a1" {
+                    vec![("dns".into(), "{ upstreams: [\"127.0.0.1:9\"] }".into())]
+                } else {
+                    Vec::new()
+                }
+            },
+            remote_objects: &|node| {
+                if node == "a1" {
+                    vec![
+                        objects::service("demo", "web", "172.31.0.80", 80, 8080),
+                        objects::endpoint_slice("demo", "web-1", "web", 8080, &["10.129.0.11"]),
+                    ]
+                } else {
+                    Vec::new()
+                }
+            },
+            key_of: &key_of,
+        },
+    )?;
+    let tunnel = workspace_binary("causeway-tunnel");
+    let _tb = pair.b.start_tunnel(&tunnel, 1)?;
+    let ta = pair.a.start_tunnel(&tunnel, 1)?;
+    let (dns_port, metrics_port) = (free_port(), free_port());
+    let dns = pair.a.spawn(
+        pair.a
+            .ns
+            .command(workspace_binary("causeway-dns"))
+            .arg("--config")
+            .arg(&pair.a.config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{dns_port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}")),
+        "dns.log",
+    )?;
+    let ns = &pair.a.ns;
+    let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
+    let path_of_b = |body: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["clusters"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["cluster"] == "b"))
+            .map(|c| c["path"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    // b1 answers a1's probes through the tunnel; the DNS server reads it.
+    let paths = |ns: &Netns| ns.http_get("http://127.0.0.1:19155/paths").1;
+    poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "b reachable in /paths",
+        || {
+            let v: serde_json::Value = serde_json::from_str(&paths(ns)).ok()?;
+            (v["clusters"][0]["reachable"] == 1).then_some(())
+        },
+    )
+    .with_context(|| ta.log())?;
+    poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "dns reads b reachable",
+        || (path_of_b(&ns.http_get(&readyz).1) == "reachable").then_some(()),
+    )
+    .with_context(|| dns.log())?;
+    assert_eq!(
+        a_records(ns, dns_port, "web.demo.svc.cluster.all"),
+        ["172.31.0.80"]
+    );
+    let status = ns.http_get("http://127.0.0.1:9165/status").1;
+    assert!(
+        status.contains("\"probe\":{\"target\":\"10.129.0.1:51821\""),
+        "{status}"
+    );
+
+    // Cut the underlay towards b1: b's API (its file) still answers.
+    pair.underlay
+        .exec("ip", &["link", "set", "ul-b1", "down"])?;
+    let cut = Instant::now();
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "b out of cluster.all",
+        || {
+            a_records(ns, dns_port, "web.demo.svc.cluster.all")
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .with_context(|| dns.log())?;
+    let out = cut.elapsed();
+    assert_eq!(
+        a_records(ns, dns_port, "web.demo.svc.cluster.b"),
+        ["172.31.0.80"],
+        "b's own zone keeps answering"
+    );
+    assert_eq!(path_of_b(&ns.http_get(&readyz).1), "unreachable");
+    let metrics = ns
+        .http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .1;
+    assert!(
+        metrics.contains("causeway_path_reachable{cluster=\"b\"} 0"),
+        "{metrics}"
+    );
+
+    pair.underlay.exec("ip", &["link", "set", "ul-b1", "up"])?;
+    let restored = Instant::now();
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "b back in cluster.all",
+        || (a_records(ns, dns_port, "web.demo.svc.cluster.all") == ["172.31.0.80"]).then_some(()),
+    )
+    .with_context(|| dns.log())?;
+    let back = restored.elapsed();
+    println!(
+        "path cut: b out of cluster.all after {:.2} s; path restored: back after {:.2} s",
+        out.as_secs_f64(),
+        back.as_secs_f64()
+    );
+    assert!(out < Duration::from_secs(10), "out after {out:?}");
+    assert!(
+        out > Duration::from_secs(3),
+        "not before unreachableAfter: {out:?}"
+    );
+    assert!(back < Duration::from_secs(5), "back after {back:?}");
+    drop::<Daemon>(dns);
+    Ok(())
+}
