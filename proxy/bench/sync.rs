@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use causeway_nfnl::Batch;
 use causeway_proxy::backend::nft::{
-    Layout, Tables, ops, render_full, render_full_into, render_partial,
+    Kernel, Layout, ops, render_full, render_full_into, render_partial,
 };
 use causeway_proxy::drain::Drains;
 use causeway_proxy::plan::{PlanSettings, Planner, plan};
@@ -182,7 +182,7 @@ fn part1(services: usize) {
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                full = render_full(&layout, &[], &desired, &Tables::new());
+                full = render_full(&layout, &[], &desired, &Kernel::default());
                 t.elapsed()
             })
             .collect(),
@@ -207,7 +207,7 @@ fn part1(services: usize) {
             .map(|_| {
                 let t = Instant::now();
                 let mut batch = Batch::new(1, full.len() * 448);
-                render_full_into(&layout, &[], &desired, &Tables::new(), &mut |op| {
+                render_full_into(&layout, &[], &desired, &Kernel::default(), &mut |op| {
                     ops::encode(&op, &mut batch)
                 });
                 assert_eq!(batch.finish().bytes().len(), bytes);
@@ -650,7 +650,7 @@ fn kernel_variants(n: usize) {
             let ns = Netns::new("kernel").expect("network namespace");
             let mut socket = NfSocket::open_in_netns(ns.name()).unwrap();
             let mut batch = Batch::new(socket.next_seq(), n * 3000);
-            render_full_into(&layout, &[], &d, &Tables::new(), &mut |mut op| {
+            render_full_into(&layout, &[], &d, &Kernel::default(), &mut |mut op| {
                 if let Op::AddRule { stmts, .. } = &mut op {
                     let all = stmts.clone();
                     stmts.retain(|s| keep(&all, s));
@@ -703,7 +703,7 @@ fn main() {
                 &Layout::new("causeway", 16),
                 &[],
                 &d,
-                &Tables::new(),
+                &Kernel::default(),
             )),
         )
         .unwrap();

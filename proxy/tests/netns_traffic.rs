@@ -249,6 +249,12 @@ fn two_backends(tag: &str) -> (Lab, tempfile::TempDir, std::path::PathBuf, Daemo
     );
     let proxy = lab.start_proxy(&config, &dir.path().join("proxy.log"));
     let listing = wait_reals(&lab, &proxy, 2);
+    // The rules are in; the VIP's alias (what routes it here) follows them.
+    wait_for(WAIT, "the VIP alias on br0", || {
+        lab.sh("ip -o addr show dev br0")
+            .contains("192.0.2.10/32")
+            .then_some(())
+    });
     (lab, dir, config, proxy, listing)
 }
 
@@ -300,11 +306,31 @@ fn endpoint_removal_drains_without_resetting_an_open_connection() {
     assert_eq!(ask(&mut conn).unwrap(), first);
 }
 
+/// Connections counted so far by the TCP virtual service (`/ipvs.json`).
+fn tcp_conns(lab: &Lab) -> u64 {
+    let body = lab.http_get(debug(), "/ipvs.json").unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["services"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["protocol"] == "TCP" && s["port"] == 80)
+                .and_then(|s| s["stats"]["conns"].as_u64())
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn restart_adopts_the_rules_and_keeps_an_open_connection() {
     let (lab, dir, config, mut proxy, before) = two_backends("restart");
     let mut conn = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
     let first = ask(&mut conn).unwrap();
+    for _ in 0..4 {
+        let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+        assert!(ask(&mut c).is_ok());
+    }
+    let counted = tcp_conns(&lab);
+    assert!(counted >= 5, "every connection counted: {counted}");
 
     // A crash: rules and aliases stay, traffic keeps flowing.
     proxy.kill();
@@ -325,6 +351,9 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
         .then_some(())
     });
     assert_eq!(wait_reals(&lab, &proxy, 2), before);
+    // The start's full apply found the rules right and left them: the counters go on
+    // (one more connection was made while the proxy was down).
+    assert_eq!(tcp_conns(&lab), counted + 1, "counters survive the restart");
     assert_eq!(
         ask(&mut conn).unwrap(),
         first,

@@ -33,10 +33,12 @@
 //! new connections; established ones keep flowing through their conntrack NAT binding,
 //! which no rule change touches.
 //!
-//! A full apply is one transaction: `flush table` on each of our tables (rules only:
-//! chains, sets and the affinity sets' elements stay), flush the maps, rebuild every rule
-//! and element, delete chains, sets and tables no longer wanted. A partial apply rewrites
-//! only the virtual services that changed. Chain and rule comments (`cw:svc`, `cw:ep`)
+//! A full apply (at start, at each periodic resync, after a failure) lists our tables and
+//! is one transaction: the base chains, dispatch rules and maps are rewritten; each service
+//! chain the kernel already holds as it should be (by its rules' comments and their number)
+//! is left alone, its counters intact; every other one is flushed and rewritten; chains,
+//! sets and tables no longer wanted are deleted. A partial apply rewrites only the virtual
+//! services that changed since the last apply. Chain and rule comments (`cw:svc`, `cw:ep`)
 //! carry what [`NftBackend::read`] needs to rebuild the state after a restart.
 //! Transactions go to the kernel as netlink messages (`causeway_nfnl`) encoded from
 //! [`ops::Op`]s, the same operations [`ops::script`] renders as `nft -f` text (used by
@@ -66,9 +68,9 @@ use crate::plan::DesiredState;
 
 use layout::track_one;
 pub use layout::{DEFAULT_SHARDS, Layout, TableObjects, Tables, objects_of, track};
-pub use readback::{Listing, parse_listing};
+pub use readback::{ChainSeen, Listing, parse_listing, parse_listing_seen};
 pub use render::{
-    MASQ_MARK, Sink, render_full, render_full_into, render_partial, render_partial_into,
+    Kernel, MASQ_MARK, Sink, render_full, render_full_into, render_partial, render_partial_into,
 };
 
 /// Netlink bytes per virtual service in a full sync (a little above the 2,950 measured
@@ -247,47 +249,52 @@ impl NftBackend {
     ) -> Result<ApplyReport, NftError> {
         // `known` is taken: a failure below leaves it unset, so the next apply lists the
         // kernel's ruleset first.
-        let (previous, existing) = match (previous, self.known.take()) {
-            (Some(prev), Some(known)) => (Some(prev), known),
-            (_, known) => {
-                let existing = match known {
-                    Some(k) => k,
-                    None => {
-                        let listing = self.list()?;
-                        parse_listing(&self.layout, &listing).1
-                    }
-                };
-                (None, existing)
-            }
-        };
+        let known = self.known.take();
         let (layout, keep) = (self.layout.clone(), self.keep.clone());
-        // A full render reads what was there while the record is updated; a partial one
-        // does not, and updates the record in place (no copy of every chain name).
-        let mut tables = existing;
-        let before = match previous {
-            Some(_) => Tables::new(),
-            None => tables.clone(),
+        let (Some(prev), Some(mut tables)) = (previous, known) else {
+            // A full apply (start, periodic resync, after a failure, whatever `previous`
+            // says then): compared with what the kernel holds now, service by service, so
+            // that what is right stays with its counters.
+            let listing = self.list()?;
+            let (state, tables, seen) = parse_listing_seen(&layout, &listing);
+            let kernel = Kernel {
+                services: state.to_desired(|_| None),
+                tables,
+                seen,
+            };
+            let render = |out: &mut Sink| render_full_into(&layout, &keep, desired, &kernel, out);
+            let mut record = kernel.tables.clone();
+            let operations = self.write(desired, true, &render, &mut record)?;
+            self.known = Some(record);
+            return Ok(ApplyReport { operations });
         };
-        let render = |out: &mut Sink| match previous {
-            Some(prev) => render_partial_into(&layout, prev, desired, out),
-            None => render_full_into(&layout, &keep, desired, &before, out),
-        };
-        let operations = match self.writer {
+        let render = |out: &mut Sink| render_partial_into(&layout, prev, desired, out);
+        let operations = self.write(desired, false, &render, &mut tables)?;
+        self.known = Some(tables);
+        Ok(ApplyReport { operations })
+    }
+
+    /// Sends what `render` makes through the configured writer, tracking it into
+    /// `tables`. Returns the number of operations.
+    fn write(
+        &mut self,
+        desired: &DesiredState,
+        full: bool,
+        render: &dyn Fn(&mut Sink),
+        tables: &mut Tables,
+    ) -> Result<usize, NftError> {
+        match self.writer {
             Writer::Nft => {
                 let mut ops = Vec::new();
                 render(&mut |op| ops.push(op));
                 if !ops.is_empty() {
                     self.run("apply", &["-f", "-"], Some(&ops::script(&ops)))?;
                 }
-                track(&mut tables, &ops);
-                ops.len()
+                track(tables, &ops);
+                Ok(ops.len())
             }
-            Writer::Netlink => {
-                self.send_netlink(desired, previous.is_none(), &render, &mut tables)?
-            }
-        };
-        self.known = Some(tables);
-        Ok(ApplyReport { operations })
+            Writer::Netlink => self.send_netlink(desired, full, render, tables),
+        }
     }
 
     /// Encodes what `render` makes straight into one netlink batch (no list of

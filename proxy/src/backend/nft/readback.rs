@@ -44,9 +44,30 @@ fn parse_key(text: &str) -> Option<VsKey> {
     })
 }
 
+/// Where a virtual service's rules are in the kernel, and how many of ours there are: what
+/// a full apply checks before leaving a chain as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSeen {
+    pub table: String,
+    pub chain: String,
+    /// Rules with a `cw:svc` or `cw:ep` comment of this service (all in `chain`).
+    pub rules: usize,
+    /// False when its rules are spread over several chains or tables.
+    pub whole: bool,
+}
+
 /// Rebuilds our state from a listing, using the rule comments; tables the layout does
 /// not own are ignored.
 pub fn parse_listing(layout: &Layout, listing: &Listing) -> (KernelState, Tables) {
+    let (state, tables, _) = parse_listing_seen(layout, listing);
+    (state, tables)
+}
+
+/// [`parse_listing`], with where each virtual service's rules are.
+pub fn parse_listing_seen(
+    layout: &Layout,
+    listing: &Listing,
+) -> (KernelState, Tables, BTreeMap<VsKey, ChainSeen>) {
     let tables: Tables = listing
         .tables
         .iter()
@@ -55,6 +76,18 @@ pub fn parse_listing(layout: &Layout, listing: &Listing) -> (KernelState, Tables
         .collect();
     let mut services: BTreeMap<String, (VsKey, KernelService)> = BTreeMap::new();
     let mut reals: Vec<(String, SocketAddr, KernelReal)> = Vec::new();
+    // By service hash: where its rules are.
+    let mut seen: BTreeMap<String, ChainSeen> = BTreeMap::new();
+    let mut note = |vs: &str, table: &str, chain: &str| {
+        let s = seen.entry(vs.to_string()).or_insert_with(|| ChainSeen {
+            table: table.to_string(),
+            chain: chain.to_string(),
+            rules: 0,
+            whole: true,
+        });
+        s.rules += 1;
+        s.whole &= s.table == table && s.chain == chain;
+    };
     for (table, r) in &listing.rules {
         if !tables.contains_key(table) {
             continue;
@@ -90,12 +123,15 @@ pub fn parse_listing(layout: &Layout, listing: &Listing) -> (KernelState, Tables
                 },
                 origin,
             };
-            services.insert(f.get("vs").unwrap_or(&"").to_string(), (key, ks));
+            let vs = f.get("vs").unwrap_or(&"").to_string();
+            note(&vs, table, &r.chain);
+            services.insert(vs, (key, ks));
         } else if comment.starts_with("cw:ep ") {
             let (Some(vs), Some(to)) = (f.get("vs"), f.get("to").and_then(|t| t.parse().ok()))
             else {
                 continue;
             };
+            note(vs, table, &r.chain);
             let real = KernelReal {
                 weight: f.get("w").and_then(|w| w.parse().ok()).unwrap_or(0),
                 stats: Counters {
@@ -116,6 +152,10 @@ pub fn parse_listing(layout: &Layout, listing: &Listing) -> (KernelState, Tables
                 .or_insert(real);
         }
     }
+    let seen = services
+        .iter()
+        .filter_map(|(hash, (key, _))| Some((*key, seen.remove(hash)?)))
+        .collect();
     let services = services.into_values().collect();
     (
         KernelState {
@@ -126,6 +166,7 @@ pub fn parse_listing(layout: &Layout, listing: &Listing) -> (KernelState, Tables
             services,
         },
         tables,
+        seen,
     )
 }
 

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use super::layout::{BASE_CHAIN, Layout, TableObjects, Tables, map_of, objects_of};
 use super::ops::{Hook, Op, Stmt};
+use super::readback::ChainSeen;
 use crate::names;
 use crate::plan::{DesiredState, VirtualServer, VsKey};
 
@@ -185,11 +186,15 @@ fn render_base(ops: &mut Sink, t: &str, keep: &[IpNet]) {
     ops(rule(vec![Stmt::Masquerade]));
 }
 
-/// A service table's base chains, maps and dispatch rules (after `flush table`).
-fn render_shard_skeleton(ops: &mut Sink, t: &str) {
+/// A service table's base chains, maps and dispatch rules (after `flush table`, or, with
+/// `whole_table` false, after flushing only those chains: service chains keep their rules
+/// and counters).
+fn render_shard_skeleton(ops: &mut Sink, t: &str, whole_table: bool) {
     let table = || t.to_string();
     ops(Op::AddTable { table: table() });
-    ops(Op::FlushTable { table: table() });
+    if whole_table {
+        ops(Op::FlushTable { table: table() });
+    }
     for (chain, hook) in [
         ("nat-prerouting", Some(Hook::Prerouting)),
         ("nat-output", Some(Hook::Output)),
@@ -200,6 +205,12 @@ fn render_shard_skeleton(ops: &mut Sink, t: &str) {
             chain: chain.to_string(),
             hook,
         });
+        if !whole_table {
+            ops(Op::FlushChain {
+                table: table(),
+                chain: chain.to_string(),
+            });
+        }
     }
     for (map, v6) in [("service-ips", false), ("service-ips6", true)] {
         ops(Op::AddMap {
@@ -257,16 +268,68 @@ fn render_elements<'a>(
     }
 }
 
-/// Every table as one transaction; `keep` are the sources not masqueraded, `existing`
-/// the tables, chains and sets there now (those not wanted any more are deleted).
+/// The rules [`render_vs`] writes for `vs`.
+fn rule_count(vs: &VirtualServer) -> usize {
+    let affinity = usize::from(vs.affinity.is_some());
+    1 + vs
+        .reals
+        .values()
+        .map(|w| match *w {
+            0 => 1,
+            w => w.min(MAX_SLOTS) as usize + affinity,
+        })
+        .sum::<usize>()
+}
+
+/// What the kernel holds now, as a full apply compares it ([`Kernel::default`]: nothing).
+#[derive(Clone, Debug, Default)]
+pub struct Kernel {
+    /// Our tables, chains and sets.
+    pub tables: Tables,
+    /// The virtual services its rule comments describe.
+    pub services: DesiredState,
+    /// Where each one's rules are.
+    pub seen: BTreeMap<VsKey, ChainSeen>,
+}
+
+impl Kernel {
+    /// Only these tables, chains and sets (no service rules listed).
+    pub fn tables(tables: Tables) -> Self {
+        Self {
+            tables,
+            ..Self::default()
+        }
+    }
+
+    /// True when `vs` is in the kernel exactly as [`render_vs`] would write it into `t`
+    /// (same scheduler, affinity, reals, weights and origin by its comments; every rule in
+    /// its own chain, as many as it should have).
+    fn intact(&self, t: &str, key: &VsKey, vs: &VirtualServer) -> bool {
+        self.services.services.get(key) == Some(vs)
+            && self.seen.get(key).is_some_and(|s| {
+                s.whole
+                    && s.table == t
+                    && s.chain == names::service_chain(key, &vs.origin)
+                    && s.rules == rule_count(vs)
+            })
+    }
+}
+
+/// Every table as one transaction, keeping what is already right; `keep` are the sources
+/// not masqueraded, `kernel` what is there now. Tables of another layout are deleted whole.
+/// The base table (masquerade rules only) is rewritten whole; in each service table the base
+/// chains, dispatch rules and maps are rewritten, each service chain the kernel holds intact
+/// ([`Kernel::intact`]) is left as it is (its counters and its rules' handles stay), every
+/// other one is flushed and written again, and chains and sets no longer wanted are flushed
+/// and deleted.
 pub fn render_full(
     layout: &Layout,
     keep: &[IpNet],
     desired: &DesiredState,
-    existing: &Tables,
+    kernel: &Kernel,
 ) -> Vec<Op> {
     let mut ops = Vec::with_capacity(desired.services.len() * 8 + 64);
-    render_full_into(layout, keep, desired, existing, &mut |op| ops.push(op));
+    render_full_into(layout, keep, desired, kernel, &mut |op| ops.push(op));
     ops
 }
 
@@ -275,13 +338,12 @@ pub fn render_full_into(
     layout: &Layout,
     keep: &[IpNet],
     desired: &DesiredState,
-    existing: &Tables,
+    kernel: &Kernel,
     out: &mut Sink,
 ) {
     let ops = out;
+    let existing = &kernel.tables;
     let wanted = objects_of(layout, desired);
-    // Tables of another layout (a larger shard count, or a base table that still holds
-    // service chains) go first and whole.
     for (table, objects) in existing {
         let unwanted = !wanted.contains_key(table);
         let foreign_base = *table == layout.base
@@ -294,10 +356,17 @@ pub fn render_full_into(
     }
     render_base(ops, &layout.base, keep);
     for i in 0..layout.shards {
-        render_shard_skeleton(ops, &layout.shard(i));
+        let t = layout.shard(i);
+        render_shard_skeleton(ops, &t, !existing.contains_key(&t));
     }
     for (k, vs) in &desired.services {
-        render_vs(ops, &layout.table_of(k), k, vs, true);
+        let t = layout.table_of(k);
+        if !kernel.intact(&t, k, vs) {
+            let fresh = !existing
+                .get(&t)
+                .is_some_and(|o| o.chains.contains(&names::service_chain(k, &vs.origin)));
+            render_vs(ops, &t, k, vs, fresh);
+        }
     }
     render_elements(ops, layout, desired.services.iter());
     for (table, want) in &wanted {
@@ -307,13 +376,21 @@ pub fn render_full_into(
         if *table == layout.base {
             continue;
         }
+        let gone: Vec<&String> = have.chains.difference(&want.chains).collect();
+        // Rules go before the sets they update and the chains that hold them.
+        for chain in &gone {
+            ops(Op::FlushChain {
+                table: table.clone(),
+                chain: (*chain).clone(),
+            });
+        }
         for set in have.sets.difference(&want.sets) {
             ops(Op::DeleteSet {
                 table: table.clone(),
                 set: set.clone(),
             });
         }
-        for chain in have.chains.difference(&want.chains) {
+        for chain in gone {
             ops(Op::DeleteChain {
                 table: table.clone(),
                 chain: chain.clone(),

@@ -48,7 +48,10 @@ async fn golden_full_ruleset() {
         ("causeway-7".to_string(), TableObjects::default()),
     ]
     .into();
-    let text = scrub(&ops::script(&render_full(&layout(), &[], &d, &stale)), &d);
+    let text = scrub(
+        &ops::script(&render_full(&layout(), &[], &d, &Kernel::tables(stale))),
+        &d,
+    );
     let expected = include_str!("golden_full.nft");
     if text != expected {
         std::fs::write(
@@ -103,7 +106,7 @@ fn local_pods_keep_their_source_address() {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
-    let text = ops::script(&render_full(&layout(), &keep, &d, &Tables::new()));
+    let text = ops::script(&render_full(&layout(), &keep, &d, &Kernel::default()));
     let postrouting: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("add rule inet causeway nat-postrouting"))
@@ -120,6 +123,107 @@ fn local_pods_keep_their_source_address() {
         ]
     );
     // Without local CIDRs everything we DNAT is masqueraded, as before.
-    let text = ops::script(&render_full(&layout(), &[], &d, &Tables::new()));
+    let text = ops::script(&render_full(&layout(), &[], &d, &Kernel::default()));
     assert!(!text.contains("nat-postrouting ip"), "{text}");
+}
+
+/// The kernel after `render_full` of `d` on an empty kernel, as a listing reads it back.
+fn kernel_after(d: &DesiredState) -> Kernel {
+    let ops = render_full(&layout(), &[], d, &Kernel::default());
+    let mut tables = Tables::new();
+    crate::backend::nft::layout::track(&mut tables, &ops);
+    let mut seen = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for op in &ops {
+        if let Op::AddRule {
+            table,
+            chain,
+            comment: Some(_),
+            ..
+        } = op
+        {
+            *counts.entry((table.clone(), chain.clone())).or_default() += 1;
+        }
+    }
+    for (k, vs) in &d.services {
+        let table = layout().table_of(k);
+        let chain = names::service_chain(k, &vs.origin);
+        let rules = counts[&(table.clone(), chain.clone())];
+        seen.insert(
+            *k,
+            ChainSeen {
+                table,
+                chain,
+                rules,
+                whole: true,
+            },
+        );
+    }
+    Kernel {
+        tables,
+        services: d.clone(),
+        seen,
+    }
+}
+
+fn rules_in_service_chains(ops: &[Op]) -> Vec<String> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::AddRule { chain, .. } | Op::FlushChain { chain, .. }
+                if chain.starts_with("svc-") =>
+            {
+                Some(chain.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_apply_leaves_intact_service_chains_alone_and_rewrites_the_rest() {
+    let d = desired(CLUSTER_B);
+    assert!(d.services.len() >= 3, "{d:?}");
+    let mut kernel = kernel_after(&d);
+    // The same desired state again: only base chains, dispatch and maps are written.
+    let ops = render_full(&layout(), &[], &d, &kernel);
+    assert_eq!(rules_in_service_chains(&ops), Vec::<String>::new());
+    assert!(
+        !ops.iter()
+            .any(|op| matches!(op, Op::FlushTable { table } if table != "causeway")),
+        "service tables are not flushed"
+    );
+    assert!(
+        ops.iter().any(|op| matches!(op, Op::AddElements { .. })),
+        "maps refilled"
+    );
+    // One service lost a rule behind our back, another's comment names another scheduler,
+    // a third's rules are not found: exactly those three are rewritten.
+    let keys: Vec<VsKey> = d.services.keys().copied().collect();
+    kernel.seen.get_mut(&keys[0]).unwrap().rules -= 1;
+    kernel
+        .services
+        .services
+        .get_mut(&keys[1])
+        .unwrap()
+        .scheduler = "lc".into();
+    kernel.seen.remove(&keys[2]);
+    let chain_of = |k: &VsKey| names::service_chain(k, &d.services[k].origin);
+    let mut rewritten = rules_in_service_chains(&render_full(&layout(), &[], &d, &kernel));
+    let mut expected: Vec<String> = keys[..3].iter().map(chain_of).collect();
+    expected.sort();
+    rewritten.sort();
+    rewritten.dedup();
+    assert_eq!(rewritten, expected);
+    // A service no longer wanted: its chain is flushed, then deleted.
+    let mut fewer = d.clone();
+    fewer.services.remove(&keys[0]);
+    let ops = render_full(&layout(), &[], &fewer, &kernel_after(&d));
+    let gone = chain_of(&keys[0]);
+    let flush = ops
+        .iter()
+        .position(|op| matches!(op, Op::FlushChain { chain, .. } if *chain == gone));
+    let delete = ops
+        .iter()
+        .position(|op| matches!(op, Op::DeleteChain { chain, .. } if *chain == gone));
+    assert!(flush.is_some() && flush < delete, "{ops:?}");
 }
