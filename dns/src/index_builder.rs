@@ -190,7 +190,13 @@ impl IndexBuilder {
                 self.stats.incremental_clusters += 1;
                 self.stats.services_encoded += changed.len();
                 let changes = changed.iter().filter_map(|key| {
-                    let wire = service_key_wire(key)?;
+                    let Some(wire) = service_key_wire(key) else {
+                        if let Some(svc) = view.data.services.get(key) {
+                            // Logs why it has no name.
+                            service_records(&zone, svc, &view.data, &mut Vec::new());
+                        }
+                        return None;
+                    };
                     let block = view.data.services.get(key).and_then(|svc| {
                         let mut rrs = Vec::new();
                         service_records(&zone, svc, &view.data, &mut rrs);

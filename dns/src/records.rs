@@ -259,6 +259,8 @@ pub fn cluster_records(zone: &str, data: &ClusterData) -> Vec<Rr> {
 pub fn service_records(zone: &str, svc: &Service, data: &ClusterData, out: &mut Vec<Rr>) {
     let (ns, name) = (&svc.key.namespace, &svc.key.name);
     if !is_label(ns) || !is_label(name) {
+        let shown: String = format!("{ns}/{name}").chars().take(80).collect();
+        tracing::warn!(zone, service = %shown, "name or namespace is not a DNS label (1-63 of a-z, 0-9, '-'): the service has no name in this zone");
         return;
     }
     let owner = service_name(name, ns, zone);

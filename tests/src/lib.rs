@@ -15,6 +15,7 @@
 //! - [`rbac`]: least privilege, the request log against the rendered RBAC rules, both ways.
 //! - [`scc`]: OpenShift's SecurityContextConstraints admission of the rendered pod templates.
 //! - [`demo`]: running the demo scripts from end-to-end tests.
+//! - [`fuzz`]: bounded, reproducible mutation fuzzing of input parsers.
 //! - [`kernel_vm`]: running one test inside Debian's stock kernel under QEMU.
 //! - [`manifests`]: the shipped manifests rendered by `kubectl kustomize`.
 
@@ -22,6 +23,7 @@ pub mod apiserver;
 pub mod cluster;
 pub mod daemon;
 pub mod demo;
+pub mod fuzz;
 pub mod kernel_vm;
 pub mod manifests;
 pub mod netns;

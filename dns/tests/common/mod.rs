@@ -112,6 +112,11 @@ impl Dns {
         dns
     }
 
+    /// The exit status, if the binary has exited.
+    pub fn child_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(self.addr).is_err() {
