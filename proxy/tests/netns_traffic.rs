@@ -362,3 +362,101 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
     let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
     assert!(ask(&mut c).is_ok());
 }
+
+/// A stand-in for the tunnel's `/paths` on its default address (the proxy namespace's
+/// 127.0.0.1:9155, where the proxy reads it by default), answering what the test sets.
+struct PathsServer {
+    report: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl PathsServer {
+    fn start(lab: &Lab) -> Self {
+        let listener = lab
+            .proxy
+            .enter(|| std::net::TcpListener::bind("127.0.0.1:9155"))
+            .unwrap()
+            .unwrap();
+        let report = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let r = report.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let body = r.lock().unwrap().clone();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { report }
+    }
+
+    /// Cluster b with one peer, unreachable for `ms` milliseconds.
+    fn set_b(&self, ms: u64) {
+        *self.report.lock().unwrap() = format!(
+            "{{\"node\":\"p\",\"clusters\":[{{\"cluster\":\"b\",\"peers\":1,\"probed\":1,\"reachable\":{},\"unreachableMs\":{ms}}}]}}",
+            u8::from(ms < 1000)
+        );
+    }
+}
+
+#[test]
+fn a_cluster_whose_path_is_down_has_its_connections_refused_at_once_until_it_returns() {
+    let (lab, _dir, _config, proxy, before) = two_backends("path");
+    let paths = PathsServer::start(&lab);
+    paths.set_b(0);
+    let path_of_b = |lab: &Lab| {
+        let body = lab.http_get(telemetry(), "/readyz").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["clusters"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["cluster"] == "b").cloned())
+            .map(|c| c["path"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    wait_for(WAIT, "b reachable in /readyz", || {
+        (path_of_b(&lab) == "reachable").then_some(())
+    });
+    let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+    assert!(ask(&mut c).is_ok());
+
+    // The tunnel reports b unreachable: its virtual services lose their real servers (kept
+    // at weight 0 for gracefulTerminationPeriod, 3 s here, taking no new connection).
+    paths.set_b(60_000);
+    let down = std::time::Instant::now();
+    let took = wait_for(WAIT, "new connections refused", || {
+        let asked = std::time::Instant::now();
+        match lab.connect(VIP_TCP.parse().unwrap()) {
+            // Refused at once, not left hanging.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(asked.elapsed()),
+            _ => None,
+        }
+    });
+    let refused_after = down.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(path_of_b(&lab), "unreachable");
+    wait_for(WAIT, "the real servers drained", || {
+        let t = ipvs(&lab)?;
+        (t.contains("TCP  192.0.2.10:80") && !t.contains(" Masq ")).then_some(())
+    });
+    let emptied = down.elapsed();
+
+    // Back: the real servers return and connections work again.
+    paths.set_b(0);
+    let up = std::time::Instant::now();
+    assert_eq!(wait_reals(&lab, &proxy, 2), before);
+    let restored = up.elapsed();
+    let mut c = lab.connect(VIP_TCP.parse().unwrap()).unwrap();
+    assert!(ask(&mut c).is_ok());
+    println!(
+        "path down: new connections refused {:.2} s after the report said so (in {:.1} ms each), real servers drained after {:.2} s; back {:.2} s after the report did",
+        refused_after.as_secs_f64(),
+        took.as_secs_f64() * 1000.0,
+        emptied.as_secs_f64(),
+        restored.as_secs_f64()
+    );
+}

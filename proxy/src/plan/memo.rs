@@ -63,6 +63,9 @@ const KEPT_CHANGES: usize = 4;
 #[derive(Debug)]
 struct ClusterMemo {
     data: Arc<ClusterData>,
+    /// Planned with the cluster's data path reported down: every virtual service without
+    /// real servers.
+    path_down: bool,
     /// In the order of `data.services` (by key): the order [`plan`] meets them in.
     services: Vec<ServiceMemo>,
     /// The virtual services of all of them, sorted by key (then by where [`plan`] meets
@@ -134,12 +137,19 @@ impl Planner {
             }
             out.generations
                 .insert(view.name.clone(), view.status.data_generation);
+            let path_down = view.path_down();
             let memo = match previous.remove(&view.name) {
-                Some(memo) if Arc::ptr_eq(&memo.data, &view.data) => memo,
+                Some(memo)
+                    if Arc::ptr_eq(&memo.data, &view.data) && memo.path_down == path_down =>
+                {
+                    memo
+                }
                 memo => ClusterMemo::update(
                     &view.name,
                     &view.data,
-                    memo,
+                    // A path going down or coming back changes every virtual service.
+                    memo.filter(|m| m.path_down == path_down),
+                    path_down,
                     &mut self.last_claim,
                     &mut self.stats.rebuilt,
                 ),
@@ -303,6 +313,7 @@ impl ClusterMemo {
         cluster: &str,
         data: &Arc<ClusterData>,
         previous: Option<ClusterMemo>,
+        path_down: bool,
         last_claim: &mut u64,
         rebuilt: &mut usize,
     ) -> ClusterMemo {
@@ -336,7 +347,10 @@ impl ClusterMemo {
                 None => {
                     *rebuilt += 1;
                     let built = virtual_servers(cluster, data, svc).into_iter();
-                    added.extend(built.enumerate().map(|(v, (key, server))| {
+                    added.extend(built.enumerate().map(|(v, (key, mut server))| {
+                        if path_down {
+                            server.reals.clear();
+                        }
                         *last_claim += 1;
                         Claim {
                             key,
@@ -368,6 +382,7 @@ impl ClusterMemo {
         servers.sort_by_key(|c| (c.key, c.at));
         ClusterMemo {
             data: data.clone(),
+            path_down,
             services,
             servers,
         }

@@ -7,7 +7,10 @@
 //! connections while established ones drain). Headless and ExternalName services get
 //! nothing. A cluster whose first list has not completed is left out and reported in
 //! [`Plan::unsynced`] (the caller keeps what the kernel already has for it); a cluster
-//! unreachable for longer than the stale-rules expiry is left out for good.
+//! unreachable for longer than the stale-rules expiry is left out for good. A cluster whose
+//! data path the tunnel reports down (`pathHealth`) keeps its virtual services without real
+//! servers: a new connection is refused at once (the VIP alias answers it) instead of
+//! hanging on endpoints no packet reaches, and the real servers come back with the path.
 //!
 //! [`Planner`] answers the same while building anew only the Services whose objects
 //! changed since its last plan: the sync loop keeps one.

@@ -300,6 +300,28 @@ async fn memoized_plans_equal_fresh_ones_and_rebuild_only_what_changed() {
     let (p, rebuilt) = replan(&mut planner, &cat, later, "b back");
     assert_eq!(rebuilt, 6, "b's 5 Services and demo/cache");
     assert_eq!(p.desired.counts()["b"], (6, 8));
+
+    // The tunnel reports b's data path down: b's virtual services stay, without real
+    // servers; c is not touched. Back up: the real servers return.
+    use causeway_shared::catalog::PathState;
+    cat.set_path("b", PathState::Unreachable);
+    let (p, rebuilt) = replan(&mut planner, &cat, later, "b's path down");
+    assert_eq!(rebuilt, 6, "every Service of b planned again");
+    assert_eq!(p.desired.counts()["b"], (6, 0));
+    assert_eq!(p.desired.counts()["c"], (1, 1));
+    let (p, rebuilt) = replan(&mut planner, &cat, later, "b's path still down");
+    assert_eq!((p.desired.counts()["b"], rebuilt), ((6, 0), 0));
+    cat.set_path("b", PathState::Reachable);
+    let (p, rebuilt) = replan(&mut planner, &cat, later, "b's path back");
+    assert_eq!(rebuilt, 6);
+    assert_eq!(p.desired.counts()["b"], (6, 8));
+    cat.set_path("b", PathState::Unknown);
+    let (p, rebuilt) = replan(&mut planner, &cat, later, "b's path unknown");
+    assert_eq!(
+        (p.desired.counts()["b"], rebuilt),
+        ((6, 8), 0),
+        "unknown is not down"
+    );
 }
 
 /// The order `plan` has always reported conflicts in: clusters in name order, then
