@@ -363,6 +363,49 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
     assert!(ask(&mut c).is_ok());
 }
 
+#[test]
+fn kill_and_restart_under_a_request_loop_fails_no_request() {
+    let (lab, dir, config, mut proxy, before) = two_backends("loop");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed) = std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A new connection and one request each time, as a client loop does.
+                let r = lab
+                    .connect(VIP_TCP.parse().unwrap())
+                    .and_then(|mut c| ask(&mut c).map_err(std::io::Error::other));
+                match r {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        for run in 2..=3 {
+            proxy.kill();
+            std::thread::sleep(Duration::from_millis(500));
+            proxy = lab.start_proxy(&config, &dir.path().join(format!("proxy{run}.log")));
+            wait_for(WAIT, "adopted and synced", || {
+                let log = proxy.log();
+                (log.contains("adopted the kernel state") && log.contains("synced")).then_some(())
+            });
+            assert_eq!(wait_reals(&lab, &proxy, 2), before);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        worker.join().unwrap()
+    });
+    println!(
+        "two kill -9 and restarts of causeway-proxy under a request loop: {ok} requests, {} failed",
+        failed.len()
+    );
+    assert!(ok > 50, "the loop ran: {ok}");
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
 /// A stand-in for the tunnel's `/paths` on its default address (the proxy namespace's
 /// 127.0.0.1:9155, where the proxy reads it by default), answering what the test sets.
 struct PathsServer {

@@ -21,6 +21,7 @@ suite=(
   "causeway-tests path_health"
   "causeway-shared panic_hook"
   "causeway-dns api_faults"
+  "causeway-dns many_clusters"
   "causeway-dns hostile_objects"
   "causeway-dns fuzz_dns"
   "causeway-tests fuzz_inputs"
@@ -39,7 +40,7 @@ for entry in "${suite[@]}"; do
       exit 1
     fi
     # The figures the test printed, and its summary.
-    grep -E 'test result|clear packets|Gbit/s|ready after|path cut|path down|api faults|inputs|datagrams|bodies|1,000|restart:' "$log" \
+    grep -E 'test result|clear packets|Gbit/s|ready after|path lossy|path cut|path down|api faults|kill -9|clusters x|inputs|datagrams|bodies|1,000|restart:' "$log" \
       | grep -v -e $'\x1b' -e '^\s*$' || true
   done
 done

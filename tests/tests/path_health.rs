@@ -1,7 +1,8 @@
 //! Shared data-path health end to end, with the real binaries: node a1 of cluster a runs
 //! causeway-tunnel and causeway-dns, node b1 of cluster b runs causeway-tunnel (userspace data
 //! path), both on one underlay (see `causeway_tests::node_pair`). Cluster b's API keeps
-//! answering (it is a file) while the underlay towards b1 is cut: with the default
+//! answering (it is a file) while the underlay towards b1 drops a fifth of its packets (b
+//! stays in `cluster.all`: a lossy path is no outage), then while it is cut: with the default
 //! `pathHealth` (unreachableAfter 5s, probes every second), b's Service leaves `cluster.all`
 //! in under 10 s, `cluster.b` keeps answering, `/readyz` and the metrics say so, and the
 //! Service is back within seconds of the path returning.
@@ -143,6 +144,34 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
         "{status}"
     );
 
+    // A lossy underlay (a fifth of the packets towards b1 dropped for 8 s) is not an outage: b stays.
+    pair.underlay.exec(
+        "nft",
+        &["add table bridge lossy; \
+           add chain bridge lossy c1 { type filter hook forward priority 0 ; } ; \
+           add rule bridge lossy c1 oifname \"ul-b1\" numgen random mod 5 == 0 counter drop"],
+    )?;
+    let lossy = Instant::now();
+    while lossy.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            a_records(ns, dns_port, "web.demo.svc.cluster.all"),
+            ["172.31.0.80"],
+            "b left cluster.all over {:?} of a lossy path",
+            lossy.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = pair
+        .underlay
+        .exec("nft", &["list", "chain", "bridge", "lossy", "c1"])?;
+    let dropped: u64 = listed
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .context("drop counter")?;
+    assert!(dropped >= 2, "the lossy path dropped packets: {listed}");
+    pair.underlay.exec("nft", &["delete table bridge lossy"])?;
+
     // Cut the underlay towards b1: b's API (its file) still answers.
     pair.underlay
         .exec("ip", &["link", "set", "ul-b1", "down"])?;
@@ -184,7 +213,7 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     .with_context(|| dns.log())?;
     let back = restored.elapsed();
     println!(
-        "path cut: b out of cluster.all after {:.2} s; path restored: back after {:.2} s",
+        "path lossy for 8 s ({dropped} packets dropped): b kept; path cut: b out of cluster.all after {:.2} s; path restored: back after {:.2} s",
         out.as_secs_f64(),
         back.as_secs_f64()
     );
