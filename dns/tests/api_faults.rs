@@ -102,8 +102,17 @@ impl Load {
     }
 }
 
-#[test]
-fn a_remote_api_failing_in_every_way_fails_no_query() {
+/// The three clusters' API servers (a and b loaded from the fixtures, c with one Service)
+/// and their kubeconfigs in a temporary directory.
+struct Apis {
+    b: TestApiServer,
+    _a: TestApiServer,
+    _c: TestApiServer,
+    tmp: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn apis() -> Apis {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (a, b, c) = rt.block_on(async {
         (
@@ -125,12 +134,24 @@ fn a_remote_api_failing_in_every_way_fails_no_query() {
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
     for (server, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
         server
-            .write_kubeconfig(&dir.join(format!("{name}.kubeconfig")), name)
+            .write_kubeconfig(&tmp.path().join(format!("{name}.kubeconfig")), name)
             .unwrap();
     }
+    Apis {
+        b,
+        _a: a,
+        _c: c,
+        tmp,
+        _rt: rt,
+    }
+}
+
+#[test]
+fn a_remote_api_failing_in_every_way_fails_no_query() {
+    let apis = apis();
+    let (b, dir) = (&apis.b, apis.tmp.path());
     let dns = Dns::launch_with(dir, &config(dir), true, free_port(), &[]);
     let web_b = vec!["web.demo.svc.cluster.b. A 198.51.100.140".to_string()];
     let api_c = vec!["api.demo.svc.cluster.c. A 203.0.113.10".to_string()];
@@ -204,4 +225,71 @@ fn a_remote_api_failing_in_every_way_fails_no_query() {
     assert_eq!(failed, 0, "{failures:?}");
     assert!(asked > 500, "the load ran: {asked}");
     assert!(converged < Duration::from_secs(10), "{converged:?}");
+}
+
+#[test]
+fn kill_9_under_a_query_load_serves_again_within_a_second_of_the_restart() {
+    let apis = apis();
+    let dir = apis.tmp.path();
+    let port = free_port();
+    let state = dir.join("state");
+    let state = state.to_string_lossy().to_string();
+    let flags = ["--state-dir", state.as_str()];
+    let mut dns = Dns::launch_with(dir, &config(dir), true, port, &flags);
+    let web_b = vec!["web.demo.svc.cluster.b. A 198.51.100.140".to_string()];
+    // The loop's view: when each answer came.
+    let addr = dns.addr;
+    let answered = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ans, st, want) = (answered.clone(), stop.clone(), web_b.clone());
+    let client = std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            let pkt = common::query_msg("web.demo.svc.cluster.b.", RecordType::A, None)
+                .to_vec()
+                .unwrap();
+            if let Some(reply) = common::udp_raw(addr, &pkt, Duration::from_millis(100))
+                && hickory_server::proto::op::Message::from_vec(&reply)
+                    .is_ok_and(|m| answers(&m) == want)
+            {
+                ans.lock().unwrap().push(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let mut figures = Vec::new();
+    for _ in 0..3 {
+        dns.child.kill().unwrap(); // SIGKILL
+        dns.child.wait().unwrap();
+        drop(dns);
+        let restarted = Instant::now();
+        dns = Dns::launch_with(dir, &config(dir), false, port, &flags);
+        let deadline = restarted + Duration::from_secs(10);
+        let first = loop {
+            if let Some(t) = answered.lock().unwrap().iter().find(|t| **t > restarted) {
+                break *t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer within 10 s of the restart"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        figures.push(first - restarted);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let shown: Vec<String> = figures
+        .iter()
+        .map(|d| format!("{:.2}", d.as_secs_f64()))
+        .collect();
+    println!(
+        "kill -9 and restart of causeway-dns under a query loop: first answer {} s after each restart",
+        shown.join(" / ")
+    );
+    assert!(
+        figures.iter().all(|d| *d < Duration::from_secs(1)),
+        "{figures:?}"
+    );
 }

@@ -31,7 +31,7 @@ curl -sf 127.0.0.1:9300/readyz > /dev/null || { echo "never ready" >&2; tail "$o
 
 # One Service of cluster b moves between two addresses every second.
 file="$out/cluster-b.yaml"
-python3 - "$file" "$dur" <<'PY' &
+python3 - "$file" "$dur" > "$out/changes.txt" <<'PY' &
 import os, sys, time
 path, dur = sys.argv[1], float(sys.argv[2])
 base = open(path).read()
@@ -69,7 +69,7 @@ read -r first min max last < <(awk -v start="$(head -1 "$out/rss.txt" | cut -d' 
   seen { if (min == "" || kb < min) min = kb; if (kb > max) max = kb; last = kb }
   END { printf "%.1f %.1f %.1f %.1f\n", first/1024, min/1024, max/1024, last/1024 }' "$out/rss.txt")
 alive=yes; kill -0 "$dpid" 2>/dev/null || alive=no
-echo "soak: ${dur} s at ${qps} queries/s asked (${achieved} achieved), one change a second"
+echo "soak: ${dur} s at ${qps} queries/s asked (${achieved} achieved), $(cat "$out/changes.txt") changes of cluster b's file (one a second)"
 echo "  queries sent $sent, completed $done_, lost $lost; causeway-dns still running: $alive"
 echo "  resident MB: reference $first, min $min, max $max, end $last"
 growth=$(echo "$last $first" | awk '{printf "%.1f", ($1 - $2) / $2 * 100}')

@@ -5,7 +5,9 @@
 //! stays in `cluster.all`: a lossy path is no outage), then while it is cut: with the default
 //! `pathHealth` (unreachableAfter 5s, probes every second), b's Service leaves `cluster.all`
 //! in under 10 s, `cluster.b` keeps answering, `/readyz` and the metrics say so, and the
-//! Service is back within seconds of the path returning.
+//! Service is back within seconds of the path returning. causeway-proxy on a1 does the same
+//! for b's ClusterIP: a pod of a reaches b's pod through it and the tunnel; cut, new
+//! connections are refused at once (instead of hanging) within 10 s; back, they work again.
 //!
 //! Ranges as in the kit; b's Service web.demo has ClusterIP 172.31.0.80 (b's pod 10.129.0.11).
 
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, ensure};
 use causeway_tests::daemon::Daemon;
 use causeway_tests::demo::workspace_binary;
-use causeway_tests::netns::Netns;
+use causeway_tests::netns::{Echo, Netns, ask, connect};
 use causeway_tests::node_pair::{NodePair, PairSetup};
 use causeway_tests::objects;
 use causeway_tests::probe::free_port;
@@ -71,7 +73,14 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
         &PairSetup {
             sections: &|node| {
                 if node == "a1" {
-                    vec![("dns".into(), "{ upstreams: [\"127.0.0.1:9\"] }".into())]
+                    vec![
+                        ("dns".into(), "{ upstreams: [\"127.0.0.1:9\"] }".into()),
+                        (
+                            "proxy".into(),
+                            "{ interface: br0, backend: nftables, gracefulTerminationPeriod: 1s }"
+                                .into(),
+                        ),
+                    ]
                 } else {
                     Vec::new()
                 }
@@ -105,6 +114,18 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
             .arg(format!("127.0.0.1:{metrics_port}")),
         "dns.log",
     )?;
+    let proxy = pair.a.spawn(
+        pair.a
+            .ns
+            .command(workspace_binary("causeway-proxy"))
+            .arg("--config")
+            .arg(&pair.a.config),
+        "proxy.log",
+    )?;
+    let _web = Echo::start(&pair.b.pod, 8080, "b-web")?;
+    let vip: std::net::SocketAddr = "172.31.0.80:80".parse()?;
+    // A pod of a asks b's Service: a1's proxy sends it through the tunnel to b's pod.
+    let fetch = || connect(&pair.a.pod, vip).and_then(|mut c| ask(&mut c));
     let ns = &pair.a.ns;
     let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
     let path_of_b = |body: &str| -> String {
@@ -138,6 +159,13 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
         a_records(ns, dns_port, "web.demo.svc.cluster.all"),
         ["172.31.0.80"]
     );
+    poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "b's Service through the proxy",
+        || fetch().ok().filter(|n| n == "b-web"),
+    )
+    .with_context(|| proxy.log())?;
     let status = ns.http_get("http://127.0.0.1:9165/status").1;
     assert!(
         status.contains("\"probe\":{\"target\":\"10.129.0.1:51821\""),
@@ -151,6 +179,11 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
            add chain bridge lossy c1 { type filter hook forward priority 0 ; } ; \
            add rule bridge lossy c1 oifname \"ul-b1\" numgen random mod 5 == 0 counter drop"],
     )?;
+    // Pod traffic through the tunnel meanwhile (what the loss is seen on, besides probes).
+    let _pings = pair
+        .a
+        .pod
+        .spawn("ping", &["-q", "-i", "0.02", "-w", "8", "10.129.0.11"])?;
     let lossy = Instant::now();
     while lossy.elapsed() < Duration::from_secs(8) {
         assert_eq!(
@@ -188,6 +221,24 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     )
     .with_context(|| dns.log())?;
     let out = cut.elapsed();
+    // The proxy refuses new connections to b's Service at once instead of letting them hang.
+    let refused = poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "b's Service refused",
+        || {
+            let asked = Instant::now();
+            match connect(&pair.a.pod, vip) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    Some(asked.elapsed())
+                }
+                _ => None,
+            }
+        },
+    )
+    .with_context(|| proxy.log())?;
+    let refused_after = cut.elapsed();
+    assert!(refused < Duration::from_secs(1), "refused in {refused:?}");
     assert_eq!(
         a_records(ns, dns_port, "web.demo.svc.cluster.b"),
         ["172.31.0.80"],
@@ -212,10 +263,24 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     )
     .with_context(|| dns.log())?;
     let back = restored.elapsed();
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "b's Service back",
+        || fetch().ok().filter(|n| n == "b-web"),
+    )
+    .with_context(|| proxy.log())?;
+    let proxy_back = restored.elapsed();
     println!(
-        "path lossy for 8 s ({dropped} packets dropped): b kept; path cut: b out of cluster.all after {:.2} s; path restored: back after {:.2} s",
+        "path lossy for 8 s ({dropped} packets dropped): b kept; path cut: b out of cluster.all after {:.2} s, its Service refused by the proxy after {:.2} s; path restored: back in cluster.all after {:.2} s, through the proxy after {:.2} s",
         out.as_secs_f64(),
-        back.as_secs_f64()
+        refused_after.as_secs_f64(),
+        back.as_secs_f64(),
+        proxy_back.as_secs_f64()
+    );
+    assert!(
+        refused_after < Duration::from_secs(10),
+        "refused after {refused_after:?}"
     );
     assert!(out < Duration::from_secs(10), "out after {out:?}");
     assert!(
@@ -223,6 +288,7 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
         "not before unreachableAfter: {out:?}"
     );
     assert!(back < Duration::from_secs(5), "back after {back:?}");
+    drop::<Daemon>(proxy);
     drop::<Daemon>(dns);
     Ok(())
 }
