@@ -8,6 +8,8 @@
 //! Service is back within seconds of the path returning. causeway-proxy on a1 does the same
 //! for b's ClusterIP: a pod of a reaches b's pod through it and the tunnel; cut, new
 //! connections are refused at once (instead of hanging) within 10 s; back, they work again.
+//! Last, b1's underlay address changes and its TunnelEndpoint follows: b's Service is reached
+//! at the new address within seconds.
 //!
 //! Ranges as in the kit; b's Service web.demo has ClusterIP 172.31.0.80 (b's pod 10.129.0.11).
 
@@ -271,6 +273,40 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     )
     .with_context(|| proxy.log())?;
     let proxy_back = restored.elapsed();
+
+    // b1's underlay address changes (a new VIP), and its TunnelEndpoint says so.
+    // (Deleted first: deleting a primary address takes its secondaries with it.)
+    let b_ns = &pair.b.ns;
+    b_ns.exec("ip", &["addr", "del", "192.0.2.21/24", "dev", "ul0"])?;
+    b_ns.exec("ip", &["addr", "add", "192.0.2.22/24", "dev", "ul0"])?;
+    b_ns.exec("ip", &["route", "replace", "default", "via", "192.0.2.11"])?;
+    let moved = Instant::now();
+    let text = std::fs::read_to_string(&pair.a.remote_file)?
+        .replace("192.0.2.21:51820", "192.0.2.22:51820");
+    let tmp_file = pair.a.remote_file.with_extension("tmp");
+    std::fs::write(&tmp_file, text)?;
+    std::fs::rename(&tmp_file, &pair.a.remote_file)?;
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "the peer at its new address",
+        || {
+            let status = ns.http_get("http://127.0.0.1:9165/status").1;
+            (status.contains("\"endpoint\":\"192.0.2.22:51820\"") && fetch().ok()? == "b-web")
+                .then_some(())
+        },
+    )
+    .with_context(|| ta.log())?;
+    let followed = moved.elapsed();
+    assert_eq!(
+        a_records(ns, dns_port, "web.demo.svc.cluster.all"),
+        ["172.31.0.80"],
+        "a moved peer is still a reachable cluster"
+    );
+    println!(
+        "peer address changed: b's Service reached at the new address {:.2} s after",
+        followed.as_secs_f64()
+    );
     println!(
         "path lossy for 8 s ({dropped} packets dropped): b kept; path cut: b out of cluster.all after {:.2} s, its Service refused by the proxy after {:.2} s; path restored: back in cluster.all after {:.2} s, through the proxy after {:.2} s",
         out.as_secs_f64(),
