@@ -40,7 +40,7 @@ for entry in "${suite[@]}"; do
       exit 1
     fi
     # The figures the test printed, and its summary.
-    grep -E 'test result|clear packets|Gbit/s|ready after|path lossy|peer address|path cut|path down|api faults|kill -9|clusters x|inputs|datagrams|bodies|1,000|restart:' "$log" \
+    grep -E 'test result|clear packets|Gbit/s|ready after|path lossy|peer address|remote node|path cut|path down|api faults|kill -9|clusters x|inputs|datagrams|bodies|1,000|restart:' "$log" \
       | grep -v -e $'\x1b' -e '^\s*$' || true
   done
 done

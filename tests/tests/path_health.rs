@@ -8,8 +8,9 @@
 //! Service is back within seconds of the path returning. causeway-proxy on a1 does the same
 //! for b's ClusterIP: a pod of a reaches b's pod through it and the tunnel; cut, new
 //! connections are refused at once (instead of hanging) within 10 s; back, they work again.
-//! Last, b1's underlay address changes and its TunnelEndpoint follows: b's Service is reached
-//! at the new address within seconds.
+//! Then b1's underlay address changes and its TunnelEndpoint follows: b's Service is reached
+//! at the new address within seconds. Last, node b1 goes away whole (tunnel killed, link down)
+//! and comes back with its tunnel restarted: out of `cluster.all` within 10 s, back after.
 //!
 //! Ranges as in the kit; b's Service web.demo has ClusterIP 172.31.0.80 (b's pod 10.129.0.11).
 
@@ -101,7 +102,7 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
         },
     )?;
     let tunnel = workspace_binary("causeway-tunnel");
-    let _tb = pair.b.start_tunnel(&tunnel, 1)?;
+    let mut tb = pair.b.start_tunnel(&tunnel, 1)?;
     let ta = pair.a.start_tunnel(&tunnel, 1)?;
     let (dns_port, metrics_port) = (free_port(), free_port());
     let dns = pair.a.spawn(
@@ -307,6 +308,46 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
         "peer address changed: b's Service reached at the new address {:.2} s after",
         followed.as_secs_f64()
     );
+
+    // The remote node goes away whole (its tunnel killed, its link gone) and comes back (the
+    // link, then its tunnel restarted with the same key from its state directory).
+    tb.kill();
+    pair.underlay
+        .exec("ip", &["link", "set", "ul-b1", "down"])?;
+    let gone = Instant::now();
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "b out of cluster.all",
+        || {
+            a_records(ns, dns_port, "web.demo.svc.cluster.all")
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .with_context(|| dns.log())?;
+    let node_out = gone.elapsed();
+    pair.underlay.exec("ip", &["link", "set", "ul-b1", "up"])?;
+    let _tb = pair.b.start_tunnel(&tunnel, 2)?;
+    let returned = Instant::now();
+    poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        "b's Service after the node returned",
+        || {
+            (a_records(ns, dns_port, "web.demo.svc.cluster.all") == ["172.31.0.80"]
+                && fetch().ok()? == "b-web")
+                .then_some(())
+        },
+    )
+    .with_context(|| ta.log())?;
+    let node_back = returned.elapsed();
+    println!(
+        "remote node gone: b out of cluster.all after {:.2} s; node back (tunnel restarted): b answered and reached {:.2} s after",
+        node_out.as_secs_f64(),
+        node_back.as_secs_f64()
+    );
+    assert!(node_out < Duration::from_secs(10), "{node_out:?}");
     println!(
         "path lossy for 8 s ({dropped} packets dropped): b kept; path cut: b out of cluster.all after {:.2} s, its Service refused by the proxy after {:.2} s; path restored: back in cluster.all after {:.2} s, through the proxy after {:.2} s",
         out.as_secs_f64(),
