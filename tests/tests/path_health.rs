@@ -130,6 +130,20 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     // A pod of a asks b's Service: a1's proxy sends it through the tunnel to b's pod.
     let fetch = || connect(&pair.a.pod, vip).and_then(|mut c| ask(&mut c));
     let ns = &pair.a.ns;
+    // Waits until b has left the merged zone.
+    let out_of_all = || {
+        poll(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            "b out of cluster.all",
+            || {
+                a_records(ns, dns_port, "web.demo.svc.cluster.all")
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .with_context(|| dns.log())
+    };
     let readyz = format!("http://127.0.0.1:{metrics_port}/readyz");
     let path_of_b = |body: &str| -> String {
         let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -212,17 +226,7 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     pair.underlay
         .exec("ip", &["link", "set", "ul-b1", "down"])?;
     let cut = Instant::now();
-    poll(
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        "b out of cluster.all",
-        || {
-            a_records(ns, dns_port, "web.demo.svc.cluster.all")
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .with_context(|| dns.log())?;
+    out_of_all()?;
     let out = cut.elapsed();
     // The proxy refuses new connections to b's Service at once instead of letting them hang.
     let refused = poll(
@@ -315,17 +319,7 @@ async fn a_dead_path_leaves_cluster_all_within_ten_seconds_and_comes_back() -> R
     pair.underlay
         .exec("ip", &["link", "set", "ul-b1", "down"])?;
     let gone = Instant::now();
-    poll(
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        "b out of cluster.all",
-        || {
-            a_records(ns, dns_port, "web.demo.svc.cluster.all")
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .with_context(|| dns.log())?;
+    out_of_all()?;
     let node_out = gone.elapsed();
     pair.underlay.exec("ip", &["link", "set", "ul-b1", "up"])?;
     let _tb = pair.b.start_tunnel(&tunnel, 2)?;
