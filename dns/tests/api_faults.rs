@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use causeway_tests::apiserver::{Mode, TestApiServer};
+use causeway_tests::apiserver::TestApiServer;
 use causeway_tests::objects;
 use common::{Dns, FIXTURES, answers, ask, free_port};
 use hickory_server::proto::rr::RecordType;
@@ -173,36 +173,21 @@ fn a_remote_api_failing_in_every_way_fails_no_query() {
             ("api.demo.svc.cluster.all.", api_all),
         ],
     );
-    let phase = Duration::from_secs(3);
     std::thread::sleep(Duration::from_millis(500));
-    // Every watch dropped at once.
-    b.drop_connections();
-    std::thread::sleep(phase);
-    // Requests accepted, never answered.
-    b.set_mode(Mode::Stall);
-    std::thread::sleep(phase);
-    b.set_mode(Mode::Error(500));
-    b.drop_connections();
-    std::thread::sleep(phase);
-    // History expired: every watch gets 410 and relists.
-    b.set_mode(Mode::Normal);
-    b.compact();
-    std::thread::sleep(phase);
-    // Gone, and back with a new Service.
-    b.set_mode(Mode::Refuse);
-    std::thread::sleep(Duration::from_secs(10));
-    b.load_objects(
-        vec![objects::service(
-            "demo",
-            "fresh",
-            "198.51.100.199",
-            80,
-            8080,
-        )],
-        "cluster b, changed while away",
-    )
-    .unwrap();
-    b.set_mode(Mode::Normal);
+    // Every fault in turn, 3 s each; gone for 10 s, and back with a new Service.
+    b.fault_tour(Duration::from_secs(3), Duration::from_secs(10), |b| {
+        b.load_objects(
+            vec![objects::service(
+                "demo",
+                "fresh",
+                "198.51.100.199",
+                80,
+                8080,
+            )],
+            "cluster b, changed while away",
+        )
+        .unwrap();
+    });
     let back = Instant::now();
     let fresh = vec!["fresh.demo.svc.cluster.b. A 198.51.100.199".to_string()];
     while answers(&ask(

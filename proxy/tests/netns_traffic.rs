@@ -33,6 +33,11 @@ fn debug() -> SocketAddr {
 
 /// Writes the config and an empty local cluster into `dir`.
 fn write_config(dir: &Path) -> std::path::PathBuf {
+    write_config_with(dir, "{file: b.yaml}", "3s")
+}
+
+/// [`write_config`] with cluster b's `source` and the drain period given.
+fn write_config_with(dir: &Path, b_source: &str, drain: &str) -> std::path::PathBuf {
     std::fs::write(
         dir.join("a.yaml"),
         "apiVersion: v1\nkind: List\nitems: []\n",
@@ -51,13 +56,13 @@ clusters:
 - name: b
   podCIDRs: [198.51.100.0/24]
   serviceCIDRs: [192.0.2.0/24]
-  source: {{file: b.yaml}}
+  source: {b_source}
 proxy:
   interface: br0
   backend: nftables
   metricsListen: {TELEMETRY}
   minSyncInterval: 10ms
-  gracefulTerminationPeriod: 3s
+  gracefulTerminationPeriod: {drain}
 "
         ),
     )
@@ -363,26 +368,29 @@ fn restart_adopts_the_rules_and_keeps_an_open_connection() {
     assert!(ask(&mut c).is_ok());
 }
 
+/// A client loop until `stop`: a new connection to the TCP VIP and one request every 20 ms;
+/// the number that succeeded and the errors of the others.
+fn request_loop(lab: &Lab, stop: &std::sync::atomic::AtomicBool) -> (u32, Vec<String>) {
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let r = lab
+            .connect(VIP_TCP.parse().unwrap())
+            .and_then(|mut c| ask(&mut c).map_err(std::io::Error::other));
+        match r {
+            Ok(_) => ok += 1,
+            Err(e) => failed.push(e.to_string()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (ok, failed)
+}
+
 #[test]
 fn kill_and_restart_under_a_request_loop_fails_no_request() {
     let (lab, dir, config, mut proxy, before) = two_backends("loop");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (ok, failed) = std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // A new connection and one request each time, as a client loop does.
-                let r = lab
-                    .connect(VIP_TCP.parse().unwrap())
-                    .and_then(|mut c| ask(&mut c).map_err(std::io::Error::other));
-                match r {
-                    Ok(_) => ok += 1,
-                    Err(e) => failed.push(e.to_string()),
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (ok, failed)
-        });
+        let worker = s.spawn(|| request_loop(&lab, &stop));
         std::thread::sleep(Duration::from_millis(500));
         for run in 2..=3 {
             proxy.kill();
@@ -502,4 +510,68 @@ fn a_cluster_whose_path_is_down_has_its_connections_refused_at_once_until_it_ret
         emptied.as_secs_f64(),
         restored.as_secs_f64()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_api_failing_in_every_way_fails_no_request() {
+    use causeway_tests::apiserver::TestApiServer;
+    use causeway_tests::objects;
+    let lab = Lab::new("apif", 2);
+    let dir = tempfile::tempdir().unwrap();
+    // Cluster b's API inside the proxy's namespace, holding the Service and both endpoints.
+    let b = TestApiServer::start_in(&lab.proxy).unwrap();
+    let slice = |addrs: &[&str]| objects::endpoint_slice("demo", "web-1", "web", 8080, addrs);
+    b.load_objects(
+        vec![
+            objects::service("demo", "web", "192.0.2.10", 80, 8080),
+            slice(&["198.51.100.11", "198.51.100.12"]),
+        ],
+        "cluster b",
+    )
+    .unwrap();
+    b.write_kubeconfig(&dir.path().join("b.kubeconfig"), "b")
+        .unwrap();
+    let config = write_config_with(dir.path(), "{kubeconfig: b.kubeconfig}", "1s");
+    let proxy = lab.start_proxy(&config, &dir.path().join("proxy.log"));
+    let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(WAIT, "both real servers", || {
+            (ipvs(&lab)?.matches(" Masq ").count() == 2).then_some(())
+        })
+    }));
+    synced.unwrap_or_else(|_| panic!("proxy log:\n{}", proxy.log()));
+    wait_for(WAIT, "the VIP alias on br0", || {
+        lab.sh("ip -o addr show dev br0")
+            .contains("192.0.2.10/32")
+            .then_some(())
+    });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, failed) = std::thread::scope(|s| {
+        let worker = s.spawn(|| request_loop(&lab, &stop));
+        // Every fault in turn, 2 s each; gone for 5 s, and back with one endpoint less.
+        b.fault_tour(Duration::from_secs(2), Duration::from_secs(5), |b| {
+            b.load_objects(
+                vec![slice(&["198.51.100.12"])],
+                "cluster b, changed while away",
+            )
+            .unwrap();
+        });
+        let back = std::time::Instant::now();
+        wait_for(WAIT, "one real server left", || {
+            let t = ipvs(&lab)?;
+            (t.matches(" Masq ").count() == 1).then_some(())
+        });
+        let converged = back.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = worker.join().unwrap();
+        println!(
+            "api faults of b under a request loop through causeway-proxy: {ok} requests, {} failed; the endpoint removed while it was away gone {:.2} s after its API returned (its drain is 1 s)",
+            failed.len(),
+            converged.as_secs_f64()
+        );
+        assert!(converged < Duration::from_secs(15), "{converged:?}");
+        (ok, failed)
+    });
+    assert!(ok > 200, "the loop ran: {ok}");
+    assert!(failed.is_empty(), "{failed:?}");
 }

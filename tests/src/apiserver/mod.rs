@@ -344,6 +344,32 @@ impl TestApiServer {
 
     /// Closes every open TCP connection at once, watch streams mid-response included. New
     /// connections are served as usual.
+    /// Every fault in turn, each for `phase` (blocking): every watch dropped, requests stalled,
+    /// 500s (open watches dropped too), the history expired (410 and a relist), then gone
+    /// (connections refused) for `gone`; `while_gone` changes the state meanwhile, and the
+    /// server serves normally again when this returns.
+    pub fn fault_tour(
+        &self,
+        phase: std::time::Duration,
+        gone: std::time::Duration,
+        while_gone: impl FnOnce(&Self),
+    ) {
+        self.drop_connections();
+        std::thread::sleep(phase);
+        self.set_mode(Mode::Stall);
+        std::thread::sleep(phase);
+        self.set_mode(Mode::Error(500));
+        self.drop_connections();
+        std::thread::sleep(phase);
+        self.set_mode(Mode::Normal);
+        self.compact();
+        std::thread::sleep(phase);
+        self.set_mode(Mode::Refuse);
+        std::thread::sleep(gone);
+        while_gone(self);
+        self.set_mode(Mode::Normal);
+    }
+
     pub fn drop_connections(&self) {
         self.shared.faults.kill_connections();
     }
