@@ -56,8 +56,8 @@ impl CommonArgs {
 /// Where causeway-dns and causeway-proxy read the tunnel's path report.
 #[derive(Clone, Debug, clap::Args)]
 pub struct PathHealthArgs {
-    /// The tunnel's `/paths` URL, overriding `pathHealth.url` (the DNS Deployment passes the
-    /// node's address, `http://$(HOST_IP):9155/paths`); empty: shared health off.
+    /// The tunnel's `/paths` URL, overriding `pathHealth.url` (the DNS Deployment passes its
+    /// node's tunnel through the Service `causeway-node-local`); empty: shared health off.
     #[arg(long, env = "CAUSEWAY_PATH_HEALTH_URL")]
     pub path_health_url: Option<String>,
 }

@@ -138,10 +138,6 @@ impl PathWatcher {
         self
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Reads the report once and publishes the verdicts.
     pub async fn poll_once(&mut self) {
         let timeout = self.poll.max(Duration::from_millis(500));
